@@ -1,0 +1,31 @@
+# Quick start: `make run` builds the warehouse, `make test` runs the tests.
+PYTHON_BIN ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: run test ui bench screenshot clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON_BIN) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON_BIN=python3.11 or newer.")'
+	$(PYTHON_BIN) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(VENV)/.installed
+	@mkdir -p $(DAGSTER_HOME)
+	$(PYTHON) -m pipelines.build
+
+test: $(VENV)/.installed
+	$(PYTHON) -m pytest
+
+ui: $(VENV)/.installed
+	@mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+bench: $(VENV)/.installed
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf data/warehouse $(DAGSTER_HOME)

@@ -1,0 +1,89 @@
+"""Build the warehouse from the raw folder through real Dagster runs: `python -m pipelines.build`.
+
+Adds one dynamic partition per release found, runs the release job for each one, then
+rebuilds the warehouse. Runs are recorded in DAGSTER_HOME when it is set, so the Dagster UI
+shows them; otherwise in a temporary instance.
+"""
+
+import os
+import sys
+
+import dagster as dg
+
+from assets.releases import hcpcs_release_files, hcpcs_release_partitions, validated_hcpcs_release
+from assets.warehouse import hcpcs_warehouse
+from hcpcs.errors import HcpcsError
+from hcpcs.releases import discover_releases
+from pipelines.resources import HcpcsSettings, settings_from_environment
+
+
+def _instance() -> dg.DagsterInstance:
+    if os.environ.get("DAGSTER_HOME"):
+        os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
+    """Load every release of the raw folder and rebuild the warehouse; return the error messages."""
+    releases = discover_releases(settings.raw_path)
+    known = set(instance.get_dynamic_partitions(hcpcs_release_partitions.name))
+    new = [release.release_id for release in releases if release.release_id not in known]
+    if new:
+        instance.add_dynamic_partitions(hcpcs_release_partitions.name, new)
+
+    resources = {"settings": settings}
+    errors = []
+    for release in releases:
+        result = dg.materialize(
+            [hcpcs_release_files, validated_hcpcs_release],
+            partition_key=release.release_id,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
+        status = "loaded" if result.success else "FAILED"
+        print(f"release {release.release_id:<10} {status:<7} {release.location}")
+        if not result.success:
+            errors.extend(_failure_messages(result))
+
+    result = dg.materialize(
+        [hcpcs_release_files, validated_hcpcs_release, hcpcs_warehouse],
+        selection=[hcpcs_warehouse],
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    if result.success:
+        print(f"warehouse written: {settings.warehouse}")
+    else:
+        errors.extend(_failure_messages(result))
+    return errors
+
+
+def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            text = error.message.strip() if error else "step failed"
+            if error and error.cause:
+                text = error.cause.message.strip()
+            messages.append(text)
+    return messages
+
+
+def main() -> int:
+    settings = settings_from_environment()
+    try:
+        errors = build(settings, _instance())
+    except HcpcsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

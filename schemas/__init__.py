@@ -1,0 +1,1 @@
+"""pandera models (polars backend): what valid CMS records and warehouse rows are."""
