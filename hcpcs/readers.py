@@ -286,8 +286,10 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
     body = body.filter(~blank).with_columns(
         # The 2020-OCT workbook stores modifier J5 without its three leading blanks.
         hcpc_raw=pl.col("hcpc"),
-        seqnum=pl.when(pl.col("seqnum").str.len_chars() == 4)
-        .then(pl.col("seqnum") + "0")
+        # Workbook sequence numbers step by 10 (0010, 0020) where the text file steps by 100
+        # (00100, 00200); they are put on the text file's scale.
+        seqnum=pl.when(pl.col("seqnum").str.contains(r"^[0-9]{1,4}$"))
+        .then((pl.col("seqnum").cast(pl.Int32) * 10).cast(pl.String).str.zfill(5))
         .otherwise(pl.col("seqnum")),
     )
     if body.is_empty():

@@ -55,10 +55,14 @@ def load_release(release: Release, run_id: str) -> StagedRelease:
         )
     valid, rejects = validate_records(result)
     if valid.is_empty():
+        first = "; ".join(
+            f"line {row['line_number']}, {row['field']} {row['value']!r}: {row['rule']}"
+            for row in rejects.head(3).iter_rows(named=True)
+        )
         raise ReleaseFileError(
             result.source_file,
-            f"every one of its {result.records.height} records was rejected",
-            "Check that this is a CMS ANWEB file; see the rejections listed in the run's log.",
+            f"every one of its {result.records.height} records was rejected (first rejections: {first})",
+            "Check that this is a CMS ANWEB file of the documented layout.",
         )
     records = normalize_records(valid, release.release_id, result.source_file, result.source_format)
 

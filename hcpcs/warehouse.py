@@ -260,6 +260,9 @@ SELECT
     betos.description AS betos_description,
     type_of_service.descriptions[1] AS type_of_service_1_description,
     act.description AS action_description,
+    CASE WHEN c.termination_date IS NULL OR c.termination_date >= current_date THEN 'active' ELSE 'terminated' END
+        AS code_status,
+    last_release.effective_date AS last_release_effective_date,
     {", ".join(decoded_lists)}
 FROM hcpcs_current c
 LEFT JOIN dim_record_id rid ON rid.code = c.record_id
@@ -271,6 +274,7 @@ LEFT JOIN dim_mog_payment_policy_indicator mog_pi ON mog_pi.code = c.mog_payment
 LEFT JOIN dim_processing_note note ON note.processing_note_number = c.processing_note_number
 LEFT JOIN dim_betos betos ON betos.code = c.betos_code
 LEFT JOIN dim_action act ON act.code = c.action_code
+LEFT JOIN dim_hcpcs_release last_release ON last_release.release_id = c.last_release_id
 {chr(10).join(joins)}
 """
 
@@ -287,6 +291,8 @@ DETAIL_COLUMNS: dict[str, str] = {
     "betos_description": "Meaning of betos_code.",
     "type_of_service_1_description": "Meaning of the first type of service code.",
     "action_description": "Meaning of action_code.",
+    "code_status": "active, or terminated when termination_date is before today's date.",
+    "last_release_effective_date": "Effective date of the latest release that published this version.",
     "pricing_indicator_descriptions": "Meanings of pricing_indicator_codes, in the same order.",
     "lab_certification_descriptions": "Meanings of lab_certification_codes, in the same order.",
     "type_of_service_descriptions": "Meanings of type_of_service_codes, in the same order.",
