@@ -82,7 +82,7 @@ def validated_hcpcs_release(context: dg.AssetExecutionContext, settings: HcpcsSe
         context.log.info("Release %s is unchanged since run %s; kept its staged records", release.release_id,
                          staged.summary["run_id"])
     else:
-        staged = load_release(release, context.run_id)
+        staged = load_release(release, context.run.run_id)
         staged.summary["pipeline_version"] = PIPELINE_VERSION
         write_staged(staged, settings.staging_path)
         context.log.info(

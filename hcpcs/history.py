@@ -119,7 +119,8 @@ CODE_VERSION_COLUMNS: tuple[str, ...] = (
 def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
     """List, per release and code, how the code differs from the release before it.
 
-    change_type is one of added, dropped, discontinued, reactivated, changed, restated
+    change_type is one of added, dropped, discontinued (termination date newly set, or a new
+    action D), reactivated (termination date cleared, or a new action R), changed, or restated
     (only the added or action effective date differs). Unchanged codes get no row, and the
     first loaded release gets none, because there is nothing to compare it with.
     """
@@ -134,6 +135,7 @@ def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
         "hcpcs_code",
         pl.col("release_id").alias("previous_release_id"),
         *[pl.col(name).alias(f"{name}__previous") for name in COMPARED_FIELDS],
+        pl.col("action_code").alias("action_code__previous"),
     )
     pairs = (
         order.filter(pl.col("previous_release_id").is_not_null())
@@ -152,9 +154,15 @@ def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         change_type=pl.when(~in_previous)
         .then(pl.lit("added"))
-        .when(pl.col("termination_date").is_not_null() & pl.col("termination_date__previous").is_null())
+        .when(
+            (pl.col("termination_date").is_not_null() & pl.col("termination_date__previous").is_null())
+            | ((pl.col("action_code") == "D") & (pl.col("action_code__previous") != "D"))
+        )
         .then(pl.lit("discontinued"))
-        .when(pl.col("termination_date").is_null() & pl.col("termination_date__previous").is_not_null())
+        .when(
+            (pl.col("termination_date").is_null() & pl.col("termination_date__previous").is_not_null())
+            | ((pl.col("action_code") == "R") & (pl.col("action_code__previous") != "R"))
+        )
         .then(pl.lit("reactivated"))
         .when(pl.col("changed_fields").list.set_difference(["code_added_date", "action_effective_date"]).list.len() > 0)
         .then(pl.lit("changed"))
