@@ -13,7 +13,7 @@ from pipelines.resources import HcpcsSettings
 
 WAREHOUSE_GROUP = "warehouse_tables"
 
-# Asset key -> (table description, which WarehouseTables field holds it).
+# Asset key -> the WarehouseTables field with that table.
 _TABLE_ASSETS = {
     "dim_hcpcs_release": "releases",
     "hcpcs_release_record": "records",

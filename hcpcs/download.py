@@ -18,10 +18,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from calendar import month_name
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from hcpcs.errors import HcpcsError, ReleaseFileError
 from hcpcs.releases import IGNORED_ENTRIES, Release, read_release
@@ -34,6 +35,9 @@ DEFAULT_FILE_PATTERN = "{month_name}-{year}-alpha-numeric-hcpcs-file.zip"
 PATTERN_FIELDS = ("year", "quarter", "month", "month_name", "month_abbr")
 
 QUARTER_MONTHS = {1: 1, 2: 4, 3: 7, 4: 10}
+
+# English names, because CMS's URLs use them; calendar.month_name follows the process locale.
+MONTH_NAMES = {1: "January", 4: "April", 7: "July", 10: "October"}
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 DEFAULT_ATTEMPTS = 4
@@ -96,7 +100,7 @@ class QuarterlyRelease:
     @property
     def label(self) -> str:
         """The release as users name it, such as `April 2026`."""
-        return f"{month_name[self.month]} {self.year}"
+        return f"{MONTH_NAMES[self.month]} {self.year}"
 
     def file_name(self, pattern: str) -> str:
         """Fill the file-name pattern for this release."""
@@ -104,8 +108,8 @@ class QuarterlyRelease:
             "year": self.year,
             "quarter": self.quarter,
             "month": f"{self.month:02d}",
-            "month_name": month_name[self.month].lower(),
-            "month_abbr": month_name[self.month][:3].lower(),
+            "month_name": MONTH_NAMES[self.month].lower(),
+            "month_abbr": MONTH_NAMES[self.month][:3].lower(),
         }
         try:
             return pattern.format(**values)
@@ -127,12 +131,14 @@ class QuarterlyRelease:
         `2026-APR-v2-alpha-numeric-hcpcs-file.zip` when the zip holds a re-issued (_v2) ANWEB file.
         """
         reissue = f"-v{issue}" if issue > 1 else ""
-        return f"{self.year}-{month_name[self.month][:3].upper()}{reissue}-alpha-numeric-hcpcs-file.zip"
+        return f"{self.year}-{MONTH_NAMES[self.month][:3].upper()}{reissue}-alpha-numeric-hcpcs-file.zip"
 
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """What a download did: the URL requested, the zip in the raw folder and its size and checksum."""
+    """What a download did: the URL requested, where the release is in the raw folder, and the size and
+    SHA-256 of the response received (the same bytes as the saved zip, unless the status is "already present").
+    """
 
     url: str
     final_url: str
@@ -249,7 +255,7 @@ def _fetch(url: str, destination: Path, release: QuarterlyRelease, timeout_secon
         )
 
 
-def _raise_for_status(error: urllib.error.HTTPError, url: str, release: QuarterlyRelease):
+def _raise_for_status(error: urllib.error.HTTPError, url: str, release: QuarterlyRelease) -> NoReturn:
     if error.code == 404:
         raise ReleaseNotPublishedError(
             f"CMS has not published the {release.label} file yet at {url}; try again later. "
@@ -306,26 +312,40 @@ def _describe(error: BaseException) -> str:
 def _verify_release_zip(path: Path, url: str, fetched: _Fetched) -> Release:
     """Check that the file is a complete zip holding ANWEB data; return the release it contains."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
+        zipfile.ZipFile(path).close()
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise DownloadError(
             f"{url} did not return a readable zip file ({error}; {fetched.bytes} bytes, "
             f"Content-Type {fetched.content_type or 'not given'}). The download may have been cut short, or "
             "the server sent a web page instead of the file: check the download base URL and file-name pattern."
         ) from error
-    if damaged is not None:
-        raise DownloadError(
-            f"{url} returned a damaged zip: member {damaged!r} fails its CRC check. Try the download again later."
-        )
 
+    # read_release also rejects members with unsafe paths or sizes, so it runs before any member is unpacked.
     try:
-        return read_release(path)
+        release = read_release(path)
     except ReleaseFileError as error:
         raise DownloadError(
             f"{url} is not a CMS 'Alpha-Numeric HCPCS File' zip: {error.problem}. Check the download base URL "
             "and file-name pattern."
         ) from error
+
+    damaged = _find_damaged_member(path)
+    if damaged is not None:
+        raise DownloadError(f"{url} returned a damaged zip: member {damaged}. Try the download again later.")
+    return release
+
+
+def _find_damaged_member(path: Path) -> str | None:
+    """Unpack every member and return the first that fails, with the reason; None when all pass their CRC check."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as member:
+                    while member.read(CHUNK_BYTES):
+                        pass
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                return f"{info.filename!r} cannot be unpacked ({error})"
+    return None
 
 
 def _move_into_raw_folder(
@@ -335,24 +355,31 @@ def _move_into_raw_folder(
     target = raw_dir / release.saved_name(candidate.issue)
     new_hash = candidate.content_hash()
 
-    status = DOWNLOADED
     for existing in _releases_in(raw_dir, candidate.release_id):
-        if existing.content_hash() == new_hash:
+        if _content_hash_or_none(existing) == new_hash:
             logger.info("Release %s from %s is already present as %s", candidate.release_id, url, existing.location)
             return _result(url, fetched, existing.location, candidate.release_id, ALREADY_PRESENT)
-        if existing.location == target:
-            status = REPLACED
-            continue
-        raise DownloadError(
-            f"{url} holds release {candidate.release_id}, but the raw folder already holds different data for that "
-            f"release in {existing.location.name}. Move {existing.location.name} out of {raw_dir} if the download "
-            "should take its place, then download again."
-        )
+        if existing.location != target:
+            raise DownloadError(
+                f"{url} holds release {candidate.release_id}, but the raw folder already holds different data for "
+                f"that release in {existing.location.name}. Move {existing.location.name} out of {raw_dir} if the "
+                "download should take its place, then download again."
+            )
 
+    # The same name with other data is the same quarter's file, changed by CMS: the newer one replaces it.
+    status = REPLACED if target.exists() else DOWNLOADED
     os.replace(candidate.location, target)
     logger.info("Saved release %s from %s as %s (%d bytes, %s)", candidate.release_id, url, target, fetched.bytes,
                 status)
     return _result(url, fetched, target, candidate.release_id, status)
+
+
+def _content_hash_or_none(release: Release) -> str | None:
+    """Return the release's content hash, or None when its files cannot be read (a damaged zip)."""
+    try:
+        return release.content_hash()
+    except (ReleaseFileError, zipfile.BadZipFile, OSError, KeyError):
+        return None
 
 
 def _releases_in(raw_dir: Path, release_id: str) -> list[Release]:
@@ -373,12 +400,12 @@ def _releases_in(raw_dir: Path, release_id: str) -> list[Release]:
 
 
 def _result(url: str, fetched: _Fetched, path: Path, release_id: str, status: str) -> DownloadResult:
-    if status == ALREADY_PRESENT:
-        data = path.read_bytes() if path.is_file() else b""
-        size, digest = (len(data), hashlib.sha256(data).hexdigest()) if data else (fetched.bytes, fetched.sha256)
-    else:
-        size, digest = fetched.bytes, fetched.sha256
     return DownloadResult(
-        url=url, final_url=fetched.final_url, path=path, release_id=release_id, bytes=size, sha256=digest,
+        url=url,
+        final_url=fetched.final_url,
+        path=path,
+        release_id=release_id,
+        bytes=fetched.bytes,
+        sha256=fetched.sha256,
         status=status,
     )

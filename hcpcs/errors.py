@@ -8,8 +8,8 @@ class HcpcsError(Exception):
 class ReleaseFileError(HcpcsError):
     """A release file that cannot be loaded at all, so nothing of its release is written.
 
-    The message names the file, the line or row and the value where one applies, and says
-    what to do next.
+    The message names the file, the line or row and the value where one applies, and gives
+    the next step.
     """
 
     def __init__(

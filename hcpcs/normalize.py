@@ -21,7 +21,7 @@ def validate_records(result: ReadResult) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     Every rule of `schemas.records.RawRecord` runs in one pass (lazy=True), and a code that
     has more than one first record in the file is rejected on every line it appears on,
-    because nothing tells which of them CMS meant.
+    because the file does not show which of them CMS meant.
     """
     from schemas.records import RawRecord  # imported here: the schema loads the CMS code tables
 
@@ -91,7 +91,7 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 
 
 def _ordered_list(columns: tuple[str, ...]) -> pl.Expr:
-    """The non-blank values of a repeated CMS field, in CMS position order."""
+    """Collect the non-blank values of a repeated CMS field, in CMS position order."""
     return pl.concat_list([pl.col(name) for name in columns]).list.eval(
         pl.element().filter(pl.element() != "")
     )

@@ -2,8 +2,8 @@
 
 Both readers return every field as a trimmed string under the raw column names of
 `hcpcs.layout.FIELDS`, with the long description already joined from its continuation
-records, and account for every input line: a first record, a continuation record, a header
-line, or a rejected line.
+records. They account for every input line as a first record, a continuation record, a
+header line, or a rejected line.
 """
 
 import re
@@ -34,7 +34,7 @@ REJECT_COLUMNS = {
 
 @dataclass
 class ReadResult:
-    """What one ANWEB file holds: first records with their fields, rejected lines, and line counts."""
+    """Contents of one ANWEB file: first records with their fields, rejected lines, and line counts."""
 
     source_file: str
     source_format: str
@@ -193,7 +193,8 @@ def _attach_continuations(records: pl.DataFrame) -> pl.DataFrame:
     """Give each continuation record the line number of the first record it continues.
 
     A continuation belongs to the nearest first record above it when both carry the same code
-    and the matching record id (4 after 3, 8 after 7); otherwise it is an orphan (owner null).
+    and the matching record id (4 after 3, 8 after 7). Any other continuation is an orphan,
+    with a null owner.
     """
     is_first = pl.col("recid").is_in(layout.FIRST_RECORD_IDS)
     records = records.with_columns(
@@ -306,8 +307,8 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
     orphans = continuations.filter(pl.col("owner_line").is_null())
     attached = continuations.filter(pl.col("owner_line").is_not_null())
 
-    # Excel cells hold at most about 1,000 characters in the CMS export, so CMS moves the rest
-    # of a long description (G0503 in 2019-2023) to a row with record id 4 under the first row.
+    # CMS cuts a long description at about 1,000 characters per workbook cell and moves the
+    # rest (G0503 in 2019-2023) to a row with record id 4 under the first row.
     tails = (
         attached.sort("line_number")
         .group_by("owner_line", maintain_order=True)

@@ -242,7 +242,7 @@ def discover_releases(raw_dir: Path) -> list[Release]:
         )
     releases = [read_release(entry) for entry in entries]
     if not releases:
-        raise RawFolderError(f"Raw folder {raw_dir} holds no CMS release. " + MISSING_RAW_HELP.format(raw_dir=raw_dir))
+        raise RawFolderError(f"Raw folder {raw_dir} contains no CMS release. " + MISSING_RAW_HELP.format(raw_dir=raw_dir))
 
     seen: dict[str, Release] = {}
     for release in releases:

@@ -154,7 +154,7 @@ _NOT_CROSS_CHECKED = ("release_id", "source_file", "source_line", "source_format
 
 
 def _long_form(frame: pl.DataFrame, value_name: str) -> pl.DataFrame:
-    """One row per code and field, every value as text; descriptions with whitespace collapsed."""
+    """Reshape records to one row per code and field, every value as text, descriptions with whitespace collapsed."""
     columns = []
     for name, dtype in frame.schema.items():
         if name in _NOT_CROSS_CHECKED or name == "hcpcs_code":
@@ -169,8 +169,6 @@ def _long_form(frame: pl.DataFrame, value_name: str) -> pl.DataFrame:
         index="hcpcs_code", variable_name="field", value_name=value_name
     )
 
-
-# ---- staging folder -------------------------------------------------------------------------
 
 _TABLES = ("records", "rejects", "processing_notes", "format_differences")
 

@@ -109,7 +109,24 @@ def assemble(
         notes=notes,
         excluded=excluded,
     )
+    validate_tables(tables)
     return tables, problems
+
+
+def validate_tables(tables: WarehouseTables) -> None:
+    """Check every table against its pandera model; a failure here is a bug, so it raises."""
+    from schemas.records import ReleaseRecord
+    from schemas.warehouse import CodeVersion, RejectedRecord, Release, ReleaseChange
+
+    for model, frame in (
+        (Release, tables.releases),
+        (ReleaseRecord, tables.records),
+        (CodeVersion, tables.versions),
+        (RejectedRecord, tables.rejects),
+        (ReleaseChange, tables.changes),
+    ):
+        if not frame.is_empty():
+            model.validate(frame, lazy=True)
 
 
 def _processing_notes(staged: list[StagedRelease]) -> pl.DataFrame:

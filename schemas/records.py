@@ -1,6 +1,6 @@
 """pandera models (polars backend) for CMS records before and after normalization.
 
-`RawRecord` holds the field rules of the CMS record layout and runs on the raw string
+`RawRecord` contains the field rules of the CMS record layout and runs on the raw string
 frames the readers return; a row that fails any rule goes to `rejected_record`.
 `ReleaseRecord` describes the typed rows of `hcpcs_release_record`.
 
@@ -79,12 +79,12 @@ class ReleaseRecord(pa.DataFrameModel):
     hcpcs_code: str = pa.Field(str_matches=r"^(?:[A-V][0-9]{4}|[A-Z0-9]{2})$")
     code_type: str = pa.Field(isin=["procedure", "modifier"])
     record_id: str = pa.Field(isin=list(layout.FIRST_RECORD_IDS))
-    sequence_number: int = pa.Field(ge=0)
+    sequence_number: pl.Int32 = pa.Field(ge=0)
     long_description: str
     short_description: str = pa.Field(nullable=True)
     multiple_pricing_indicator_code: str = pa.Field(nullable=True)
     coverage_code: str = pa.Field(nullable=True, isin=list(COVERAGE_CODES))
-    anesthesia_base_units: int = pa.Field(nullable=True, ge=0)
+    anesthesia_base_units: pl.Int16 = pa.Field(nullable=True, ge=0)
     code_added_date: pl.Date = pa.Field(nullable=True)
     action_effective_date: pl.Date = pa.Field(nullable=True)
     termination_date: pl.Date = pa.Field(nullable=True)

@@ -176,7 +176,7 @@ def test_sharp_code_count_drop_leaves_release_out(tmp_path):
 
 
 def test_empty_raw_folder_says_where_files_go(tmp_path):
-    with pytest.raises(RawFolderError, match="holds no CMS release") as error:
+    with pytest.raises(RawFolderError, match="contains no CMS release") as error:
         discover_releases(tmp_path)
     assert "HCPCS_RAW_DIR" in str(error.value)
     assert "Alpha-Numeric HCPCS File" in str(error.value)
