@@ -8,7 +8,8 @@ from assets.releases import validated_hcpcs_release
 from hcpcs import catalog
 from hcpcs.checks import undecoded_values, warehouse_invariants
 from hcpcs.stage import read_staged
-from hcpcs.warehouse import assemble, write_lock, write_warehouse
+from hcpcs.history import version_delta
+from hcpcs.warehouse import assemble, read_versions, write_lock, write_warehouse
 from pipelines.resources import HcpcsSettings
 
 WAREHOUSE_GROUP = "warehouse_tables"
@@ -123,6 +124,7 @@ def hcpcs_warehouse(context: dg.AssetExecutionContext, settings: HcpcsSettings):
     )
 
     with write_lock(settings.warehouse, settings.lock_timeout_seconds):
+        delta = version_delta(read_versions(settings.warehouse), tables.versions)
         write_warehouse(tables, settings.warehouse)
     context.log.info("Wrote %s: %d code versions from %d releases", settings.warehouse, tables.versions.height,
                      tables.releases.height)
@@ -133,7 +135,7 @@ def hcpcs_warehouse(context: dg.AssetExecutionContext, settings: HcpcsSettings):
         metadata["warehouse"] = str(settings.warehouse)
         if name == "dim_hcpcs_code":
             metadata["current_versions"] = int(frame["is_current"].sum())
-            metadata["closed_versions"] = int((~frame["is_current"]).sum())
+            metadata.update(delta)
             metadata["dagster/column_lineage"] = _VERSION_LINEAGE
         if name == "dim_hcpcs_release":
             metadata["releases"] = frame["release_id"].to_list()

@@ -190,3 +190,24 @@ def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
         )
     )
     return pl.concat([present, dropped]).sort("release_id", "hcpcs_code")
+
+
+def version_delta(previous: pl.DataFrame | None, current: pl.DataFrame) -> dict[str, int]:
+    """Count versions opened and closed by a rebuild, comparing the new dim_hcpcs_code with the old one.
+
+    A version is the same when code, valid_from and first release match. It was opened when
+    the old table lacks it, and closed when its valid_to was open-ended and no longer is.
+    """
+    key = ["hcpcs_code", "valid_from", "first_release_id"]
+    if previous is None or previous.is_empty():
+        closed = current.filter(pl.col("valid_to") != OPEN_END).height
+        return {"versions_opened": current.height, "versions_closed": closed, "versions_removed": 0}
+    joined = current.select(*key, "valid_to").join(
+        previous.select(*key, pl.col("valid_to").alias("previous_valid_to")), on=key, how="left"
+    )
+    opened = joined.filter(pl.col("previous_valid_to").is_null()).height
+    closed = joined.filter(
+        (pl.col("previous_valid_to") == OPEN_END) & (pl.col("valid_to") != OPEN_END)
+    ).height
+    removed = previous.select(key).join(current.select(key), on=key, how="anti").height
+    return {"versions_opened": opened, "versions_closed": closed, "versions_removed": removed}

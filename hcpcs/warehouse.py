@@ -200,6 +200,19 @@ def write_warehouse(tables: WarehouseTables, warehouse_path: Path) -> None:
         building.with_name(building.name + ".wal").unlink(missing_ok=True)
 
 
+def read_versions(warehouse_path: Path) -> pl.DataFrame | None:
+    """Read dim_hcpcs_code from the current warehouse file, or None when there is none yet."""
+    if not warehouse_path.exists():
+        return None
+    connection = duckdb.connect(str(warehouse_path), read_only=True)
+    try:
+        return connection.sql("SELECT hcpcs_code, valid_from, valid_to, first_release_id FROM dim_hcpcs_code").pl()
+    except duckdb.CatalogException:
+        return None
+    finally:
+        connection.close()
+
+
 def _load(connection: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
     connection.register("_incoming", frame.to_arrow())
     try:

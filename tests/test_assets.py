@@ -86,6 +86,9 @@ def test_warehouse_checks_reported(tmp_path):
     }
     assert metadata["dim_hcpcs_code"]["dagster/row_count"].value == 2
     assert metadata["dim_hcpcs_code"]["current_versions"].value == 2
+    # build() wrote the same warehouse already, so this rebuild opens and closes nothing.
+    assert metadata["dim_hcpcs_code"]["versions_opened"].value == 0
+    assert metadata["dim_hcpcs_code"]["versions_closed"].value == 0
     assert "dagster/column_lineage" in metadata["dim_hcpcs_code"]
     assert metadata["dim_hcpcs_release"]["releases"].value == ["2024-01"]
 

@@ -6,6 +6,7 @@ from datetime import date
 import polars as pl
 import pytest
 
+from hcpcs.history import version_delta
 from hcpcs.releases import discover_releases
 from hcpcs.stage import load_release
 from hcpcs.warehouse import assemble
@@ -217,3 +218,17 @@ def test_real_g0503_termination_version(real_build):
         (1, date(2017, 1, 1), date(2017, 12, 31), False, None),
         (2, date(2017, 12, 31), date(2018, 1, 1), True, date(2017, 12, 31)),
     ]
+
+
+def test_version_delta_counts_opened_and_closed(tmp_path):
+    before = build(tmp_path / "before", {
+        "2024-annual": [first_record("A0021", add_dt="20000101", act_eff_dt="20000101"), first_record("A0080")],
+    })
+    after = build(tmp_path / "after", {
+        "2024-annual": [first_record("A0021", add_dt="20000101", act_eff_dt="20000101"), first_record("A0080")],
+        "2025-annual": [first_record("A0021", "New text", add_dt="20000101", act_eff_dt="20250101", action_cd="C"),
+                        first_record("A0080")],
+    })
+    assert version_delta(before.versions, after.versions) == {
+        "versions_opened": 1, "versions_closed": 1, "versions_removed": 0}
+    assert version_delta(None, before.versions)["versions_opened"] == 2
