@@ -14,18 +14,21 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 run: $(VENV)/.installed
-	@mkdir -p $(DAGSTER_HOME)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(PYTHON) -m pipelines.build
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest
 
 ui: $(VENV)/.installed
-	@mkdir -p $(DAGSTER_HOME)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 bench: $(VENV)/.installed
 	$(PYTHON) bench/run.py
+
+screenshot: $(VENV)/.installed
+	$(PYTHON) tools/screenshot_asset_graph.py
 
 clean:
 	rm -rf data/warehouse $(DAGSTER_HOME)

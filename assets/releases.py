@@ -39,6 +39,7 @@ def hcpcs_release_files(context: dg.AssetExecutionContext, settings: HcpcsSettin
     context.log.info("Release %s found in %s: %s", release.release_id, release.location, ", ".join(files))
     return dg.MaterializeResult(
         metadata={
+            "dagster/row_count": len(files),
             "release_id": release.release_id,
             "effective_date": release.effective_date.isoformat(),
             "issue": release.issue,

@@ -43,6 +43,14 @@ _VERSION_LINEAGE = dg.TableColumnLineage(
     }
 )
 
+# hcpcs_release_record columns come from the same columns of the staged release records.
+_RECORD_LINEAGE = dg.TableColumnLineage(
+    deps_by_column={
+        name: [dg.TableColumnDep(asset_key=dg.AssetKey("validated_hcpcs_release"), column_name=name)]
+        for name in catalog.RECORD_COLUMNS
+    }
+)
+
 _INVARIANT_CHECKS = {
     "one_current_version_per_code": "dim_hcpcs_code",
     "no_overlapping_versions": "dim_hcpcs_code",
@@ -137,6 +145,8 @@ def hcpcs_warehouse(context: dg.AssetExecutionContext, settings: HcpcsSettings):
             metadata["current_versions"] = int(frame["is_current"].sum())
             metadata.update(delta)
             metadata["dagster/column_lineage"] = _VERSION_LINEAGE
+        if name == "hcpcs_release_record":
+            metadata["dagster/column_lineage"] = _RECORD_LINEAGE
         if name == "dim_hcpcs_release":
             metadata["releases"] = frame["release_id"].to_list()
             metadata["releases_left_out"] = tables.excluded

@@ -1,10 +1,10 @@
 """Download CMS quarterly 'Alpha-Numeric HCPCS File' zips into the raw folder.
 
 CMS posts one zip per quarter, for the releases effective in January, April, July and October.
-A download is written into a hidden work folder inside the raw folder, checked there (every
-byte the server announced arrived, every zip member passes its CRC check, and an ANWEB data
-member is present), and only then moved into place with `os.replace`. So the raw folder
-never shows a partial zip, and the work folder is removed whatever the outcome.
+A download is written into a hidden work folder inside the raw folder and checked there: every
+byte the server announced must arrive, every zip member must pass its CRC check, and an ANWEB
+data member must be present. Only then is the zip moved into place with `os.replace`, so the
+raw folder never shows a partial zip. The work folder is removed whatever the outcome.
 """
 
 import hashlib
@@ -36,7 +36,7 @@ PATTERN_FIELDS = ("year", "quarter", "month", "month_name", "month_abbr")
 
 QUARTER_MONTHS = {1: 1, 2: 4, 3: 7, 4: 10}
 
-# English names, because CMS's URLs use them; calendar.month_name follows the process locale.
+# English names, because CMS's URLs use them. calendar.month_name would follow the process locale.
 MONTH_NAMES = {1: "January", 4: "April", 7: "July", 10: "October"}
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -44,11 +44,11 @@ DEFAULT_ATTEMPTS = 4
 DEFAULT_BACKOFF_SECONDS = 2.0
 MAX_REDIRECTS = 5
 
-# The real zips are a few MB, so a response larger than this is not a CMS release file.
+# A release zip contains ANWEB files of a few MB, so a response larger than this is not a CMS release file.
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
 
-# Too many requests, and the server errors that usually pass: worth another attempt.
+# HTTP statuses that get another attempt: 429 Too Many Requests and the 5xx errors that are often temporary.
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 USER_AGENT = "hcpcs-warehouse/0.1 (CMS HCPCS release download)"
@@ -122,13 +122,19 @@ class QuarterlyRelease:
 
     def url(self, base_url: str, pattern: str) -> str:
         """Return the download URL: the base URL joined with the filled file-name pattern."""
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise DownloadError(
+                f"The download base URL {base_url!r} is invalid. Use an http:// or https:// URL, such as the default "
+                f"{DEFAULT_BASE_URL!r}."
+            )
         return base_url.rstrip("/") + "/" + urllib.parse.quote(self.file_name(pattern))
 
     def saved_name(self, issue: int = 1) -> str:
         """Return the zip's name in the raw folder, from which `hcpcs.releases` reads year, month and issue.
 
         For example `2026-APR-alpha-numeric-hcpcs-file.zip` (release 2026-04), or
-        `2026-APR-v2-alpha-numeric-hcpcs-file.zip` when the zip holds a re-issued (_v2) ANWEB file.
+        `2026-APR-v2-alpha-numeric-hcpcs-file.zip` when the zip contains a re-issued (_v2) ANWEB file.
         """
         reissue = f"-v{issue}" if issue > 1 else ""
         return f"{self.year}-{MONTH_NAMES[self.month][:3].upper()}{reissue}-alpha-numeric-hcpcs-file.zip"
@@ -136,7 +142,7 @@ class QuarterlyRelease:
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """What a download did: the URL requested, where the release is in the raw folder, and the size and
+    """Outcome of a download: the URL requested, the release's place in the raw folder, and the size and
     SHA-256 of the response received (the same bytes as the saved zip, unless the status is "already present").
     """
 
@@ -172,7 +178,7 @@ def download_release(
     backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> DownloadResult:
-    """Download one quarterly release zip into `raw_dir`, unless the raw folder already holds the same data.
+    """Download one quarterly release zip into `raw_dir`, unless the raw folder already contains the same data.
 
     `timeout_seconds` bounds the connection and each read, not the whole download. Connection
     errors, timeouts, cut-short responses and HTTP 429/5xx are tried again, `attempts` times in
@@ -241,8 +247,8 @@ def _fetch(url: str, destination: Path, release: QuarterlyRelease, timeout_secon
         expected = _content_length(response)
         if expected is not None and expected > MAX_DOWNLOAD_BYTES:
             raise DownloadError(
-                f"{url} announces {expected} bytes, more than the limit of {MAX_DOWNLOAD_BYTES}; "
-                "a CMS release zip is a few MB. Check the download base URL and file-name pattern."
+                f"{url} announces {expected} bytes, more than the limit of {MAX_DOWNLOAD_BYTES}. "
+                "A CMS release zip is a few MB, so check the download base URL and file-name pattern."
             )
         received, digest = _stream_to_file(response, destination, url)
         if expected is not None and received != expected:
@@ -295,8 +301,8 @@ def _stream_to_file(response, destination: Path, url: str) -> tuple[int, str]:
             received += len(chunk)
             if received > MAX_DOWNLOAD_BYTES:
                 raise DownloadError(
-                    f"{url} sent more than the limit of {MAX_DOWNLOAD_BYTES} bytes; a CMS release zip is a few MB. "
-                    "Check the download base URL and file-name pattern."
+                    f"{url} sent more than the limit of {MAX_DOWNLOAD_BYTES} bytes. A CMS release zip is a few MB, "
+                    "so check the download base URL and file-name pattern."
                 )
             digest.update(chunk)
             output.write(chunk)
@@ -310,12 +316,12 @@ def _describe(error: BaseException) -> str:
 
 
 def _verify_release_zip(path: Path, url: str, fetched: _Fetched) -> Release:
-    """Check that the file is a complete zip holding ANWEB data; return the release it contains."""
+    """Check that the file is a complete zip containing ANWEB data, and return the release it contains."""
     try:
         zipfile.ZipFile(path).close()
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise DownloadError(
-            f"{url} did not return a readable zip file ({error}; {fetched.bytes} bytes, "
+            f"{url} did not return a readable zip file ({error}, {fetched.bytes} bytes, "
             f"Content-Type {fetched.content_type or 'not given'}). The download may have been cut short, or "
             "the server sent a web page instead of the file: check the download base URL and file-name pattern."
         ) from error
@@ -336,7 +342,7 @@ def _verify_release_zip(path: Path, url: str, fetched: _Fetched) -> Release:
 
 
 def _find_damaged_member(path: Path) -> str | None:
-    """Unpack every member and return the first that fails, with the reason; None when all pass their CRC check."""
+    """Unpack every member and return the first that fails, with the reason, or None when all pass their CRC check."""
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             try:
@@ -351,7 +357,7 @@ def _find_damaged_member(path: Path) -> str | None:
 def _move_into_raw_folder(
     release: QuarterlyRelease, candidate: Release, raw_dir: Path, url: str, fetched: _Fetched, logger
 ) -> DownloadResult:
-    """Move the checked zip into the raw folder, unless the folder already holds this release's data."""
+    """Move the checked zip into the raw folder, unless the folder already contains this release's data."""
     target = raw_dir / release.saved_name(candidate.issue)
     new_hash = candidate.content_hash()
 
@@ -361,8 +367,8 @@ def _move_into_raw_folder(
             return _result(url, fetched, existing.location, candidate.release_id, ALREADY_PRESENT)
         if existing.location != target:
             raise DownloadError(
-                f"{url} holds release {candidate.release_id}, but the raw folder already holds different data for "
-                f"that release in {existing.location.name}. Move {existing.location.name} out of {raw_dir} if the "
+                f"{url} contains release {candidate.release_id}, but the raw folder already contains different data "
+                f"for that release in {existing.location.name}. Move {existing.location.name} out of {raw_dir} if the "
                 "download should take its place, then download again."
             )
 
@@ -383,7 +389,7 @@ def _content_hash_or_none(release: Release) -> str | None:
 
 
 def _releases_in(raw_dir: Path, release_id: str) -> list[Release]:
-    """List the raw folder's releases with this id; entries that are no release are skipped."""
+    """List the raw folder's releases with this id, skipping entries that are no release."""
     found = []
     for entry in sorted(raw_dir.iterdir()):
         if entry.name.startswith(".") or entry.name in IGNORED_ENTRIES:

@@ -33,6 +33,9 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
         instance.add_dynamic_partitions(hcpcs_release_partitions.name, new)
 
     resources = {"settings": settings}
+    # Dagster's console logger prints every engine event at DEBUG; a command-line build shows
+    # only warnings and errors, and the full event log stays in DAGSTER_HOME for the UI.
+    run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("HCPCS_LOG_LEVEL", "WARNING")}}}}
     errors = []
     for release in releases:
         result = dg.materialize(
@@ -40,6 +43,7 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
             partition_key=release.release_id,
             instance=instance,
             resources=resources,
+            run_config=run_config,
             raise_on_error=False,
         )
         status = "loaded" if result.success else "FAILED"
@@ -52,6 +56,7 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
         selection=[hcpcs_warehouse],
         instance=instance,
         resources=resources,
+        run_config=run_config,
         raise_on_error=False,
     )
     if result.success:
