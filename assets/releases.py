@@ -31,6 +31,8 @@ def _find_release(settings: HcpcsSettings, release_id: str):
     group_name="raw_release_files",
     kinds={"file"},
     code_version=PIPELINE_VERSION,
+    # Downloaded zips land in the raw folder; releases copied in by hand have no upstream run.
+    deps=["cms_release_download"],
 )
 def hcpcs_release_files(context: dg.AssetExecutionContext, settings: HcpcsSettings) -> dg.MaterializeResult:
     """The CMS files of one release (folder or zip): ANWEB data in one or two formats and proc_notes."""
