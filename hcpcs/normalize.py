@@ -5,6 +5,7 @@ import pandera.polars as pa
 
 from hcpcs import layout
 from hcpcs.readers import REJECT_COLUMNS, ReadResult
+from schemas.records import RawRecord
 
 DATE_FORMAT = "%Y%m%d"
 
@@ -23,8 +24,6 @@ def validate_records(result: ReadResult) -> tuple[pl.DataFrame, pl.DataFrame]:
     has more than one first record in the file is rejected on every line it appears on,
     because the file does not show which of them CMS meant.
     """
-    from schemas.records import RawRecord  # imported here: the schema loads the CMS code tables
-
     records = result.records.with_row_index("_row")
     rejects = [result.rejects]
 

@@ -21,6 +21,8 @@ from hcpcs.errors import HcpcsError, ReleaseCountDropError
 from hcpcs.history import build_code_versions, build_release_changes, latest_issues, release_statements
 from hcpcs.lookups import load_code_table
 from hcpcs.stage import StagedRelease
+from schemas.records import ReleaseRecord
+from schemas.warehouse import CodeVersion, RejectedRecord, Release, ReleaseChange
 
 DEFAULT_MAX_CODE_DROP = 0.2
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
@@ -115,9 +117,6 @@ def assemble(
 
 def validate_tables(tables: WarehouseTables) -> None:
     """Check every table against its pandera model; a failure here is a bug, so it raises."""
-    from schemas.records import ReleaseRecord
-    from schemas.warehouse import CodeVersion, RejectedRecord, Release, ReleaseChange
-
     for model, frame in (
         (Release, tables.releases),
         (ReleaseRecord, tables.records),
