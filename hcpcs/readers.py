@@ -101,8 +101,10 @@ def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
             "Check that this is the ANWEB data file of the release and not a README, NOC list or report.",
         )
     # Disclaimer lines come before the first record in some years (2018-2020); they are
-    # counted as header lines and never parsed.
-    first_data_line = int(frame.filter(strict)["line_number"][0])
+    # counted as header lines and never parsed. The data starts at the first line shaped like
+    # a record, so that a damaged record at the top is rejected instead of passing as a header.
+    shaped = frame["text"].str.contains(_LOOSE_RECORD)
+    first_data_line = int(frame.filter(shaped)["line_number"][0])
     frame = frame.with_columns(
         in_data=pl.col("line_number") >= first_data_line,
         blank=pl.col("text").str.strip_chars() == "",

@@ -72,6 +72,12 @@ def test_text_counts_disclaimer_lines_as_header(tmp_path):
     assert result.rejected_lines == 0
 
 
+def test_text_damaged_first_record_rejected(tmp_path):
+    result = read_text(tmp_path, DISCLAIMERS_2018 + [first_record("A0021").lower(), first_record("A0080")])
+    assert result.header_lines == 3
+    assert result.records["hcpc"].to_list() == ["a0021", "A0080"]
+
+
 def test_text_decodes_cp1252_disclaimer(tmp_path):
     lines = ["Note regarding coverage and payment indicators for codes in CMS\u2019 2020 HCPCS Update",
              "*Inclusion or exclusion\u00a0of a procedure", first_record("A0021")]
