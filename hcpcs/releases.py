@@ -6,9 +6,11 @@ folder or zip name first and from its ANWEB file name second, never from one fix
 """
 
 import hashlib
+import os
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -53,16 +55,23 @@ class Release:
 
     @property
     def is_zip(self) -> bool:
-        return self.location.suffix.lower() == ".zip"
+        return self.location.is_file() and self.location.suffix.lower() == ".zip"
 
     def read_bytes(self, name: str) -> bytes:
         """Read one file of the release, from its folder or from inside its zip."""
         if not self.is_zip:
             return (self.location / name).read_bytes()
-        with zipfile.ZipFile(self.location) as archive:
-            info = archive.getinfo(name)
-            _check_member(self.location, info)
-            return archive.read(info)
+        try:
+            with zipfile.ZipFile(self.location) as archive:
+                info = archive.getinfo(name)
+                _check_member(self.location, info)
+                return archive.read(info)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, KeyError) as error:
+            raise ReleaseFileError(
+                self.location.name,
+                f"zip member {name!r} cannot be read ({type(error).__name__}: {error})",
+                "Download the zip again from CMS; it is damaged or was cut short.",
+            ) from error
 
     def display_name(self, name: str) -> str:
         """Return the file's path as users see it, such as `2016-annual/HCPC2016_CONTR_ANWEB.txt`."""
@@ -100,6 +109,14 @@ def _check_member(archive_path: Path, info: zipfile.ZipInfo) -> None:
         )
 
 
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_anweb(name: str) -> bool:
     path = PurePosixPath(name)
     lowered = name.lower()
@@ -117,11 +134,11 @@ def _is_processing_notes(name: str) -> bool:
 
 
 def _list_files(location: Path) -> list[str]:
-    if location.suffix.lower() == ".zip":
+    if location.is_file() and location.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(location) as archive:
                 infos = archive.infolist()
-        except zipfile.BadZipFile as error:
+        except (zipfile.BadZipFile, EOFError, OSError) as error:
             raise ReleaseFileError(
                 location.name,
                 f"not a readable zip file ({error})",
@@ -192,6 +209,13 @@ def _choose_data_files(location: Path, candidates: list[str]) -> tuple[str, str 
 def read_release(location: Path) -> Release:
     """Describe the release stored in one folder or zip of the raw folder."""
     files = _list_files(location)
+    undecodable = [os.fsencode(name) for name in files if not _is_utf8(name)]
+    if undecodable:
+        raise ReleaseFileError(
+            location.name,
+            f"file names that are not valid UTF-8: {', '.join(repr(name) for name in undecodable)}",
+            "Rename those files, or remove them from the release folder.",
+        )
     candidates = [name for name in files if _is_anweb(name)]
     if not candidates:
         listed = ", ".join(files[:10]) or "no files"
@@ -234,6 +258,18 @@ def discover_releases(raw_dir: Path) -> list[Release]:
         for entry in raw_dir.iterdir()
         if entry.name not in IGNORED_ENTRIES and not entry.name.startswith(".")
     )
+    undecodable = [os.fsencode(entry.name) for entry in entries if not _is_utf8(entry.name)]
+    if undecodable:
+        raise RawFolderError(
+            f"Raw folder {raw_dir} has entries whose names are not valid UTF-8: "
+            f"{', '.join(repr(name) for name in undecodable)}. Rename them, for example to 2026-APR."
+        )
+    special = [entry.name for entry in entries if not entry.is_dir() and not entry.is_file()]
+    if special:
+        raise RawFolderError(
+            f"Raw folder {raw_dir} has entries that are neither a folder nor a regular file (a broken link, "
+            f"a pipe or a device): {', '.join(special)}. Remove them; each release is a folder or a zip file."
+        )
     stray = [entry.name for entry in entries if entry.is_file() and entry.suffix.lower() != ".zip"]
     if stray:
         raise RawFolderError(

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from hcpcs.errors import ReleaseFileError
+from hcpcs.locking import file_lock
 from hcpcs.lookups import parse_processing_notes
 from hcpcs.normalize import FIELD_NULLED, RECORD_REJECTED, normalize_records, validate_records
 from hcpcs.readers import ReadResult, decode_text, read_anweb_text, read_anweb_workbook
@@ -79,8 +80,17 @@ def load_release(release: Release, run_id: str) -> StagedRelease:
 
     notes = _empty_notes()
     if release.processing_notes_file:
-        text = decode_text(release.read_bytes(release.processing_notes_file), release.processing_notes_file)
-        notes = parse_processing_notes(text, release.display_name(release.processing_notes_file))
+        notes_file = release.display_name(release.processing_notes_file)
+        text = decode_text(release.read_bytes(release.processing_notes_file), notes_file)
+        try:
+            notes = parse_processing_notes(text, notes_file)
+        except ValueError as error:
+            raise ReleaseFileError(
+                notes_file,
+                f"the processing notes cannot be parsed ({error})",
+                "Download the release again from CMS, or remove the damaged proc_notes file to load the "
+                "release without its notes.",
+            ) from error
 
     summary = {
         "release_id": release.release_id,
@@ -173,8 +183,16 @@ def _long_form(frame: pl.DataFrame, value_name: str) -> pl.DataFrame:
 _TABLES = ("records", "rejects", "processing_notes", "format_differences")
 
 
-def write_staged(staged: StagedRelease, staging_dir: Path) -> Path:
-    """Write one release's staged files, replacing its earlier ones only once all are written."""
+STAGING_LOCK_TIMEOUT_SECONDS = 600.0
+
+
+def write_staged(staged: StagedRelease, staging_dir: Path, lock_timeout_seconds: float = STAGING_LOCK_TIMEOUT_SECONDS) -> Path:
+    """Write one release's staged files, replacing its earlier ones only once all are written.
+
+    A lock per release keeps two runs from swapping the same folder at once. The old folder
+    is renamed aside before the new one takes its place; `_restore_retired` puts it back when
+    a process was killed between the two renames.
+    """
     staging_dir.mkdir(parents=True, exist_ok=True)
     target = staging_dir / staged.release_id
     work = Path(tempfile.mkdtemp(prefix=f".{staged.release_id}-", dir=staging_dir))
@@ -182,23 +200,43 @@ def write_staged(staged: StagedRelease, staging_dir: Path) -> Path:
         for table in _TABLES:
             getattr(staged, table).write_parquet(work / f"{table}.parquet")
         (work / "summary.json").write_text(json.dumps(staged.summary, indent=2, sort_keys=True))
-        if target.exists():
-            retired = staging_dir / f".{staged.release_id}-retired-{os.getpid()}"
-            target.rename(retired)
-            work.rename(target)
-            shutil.rmtree(retired)
-        else:
-            work.rename(target)
+        lock_path = staging_dir / f".{staged.release_id}.lock"
+        with file_lock(lock_path, lock_timeout_seconds, f"staged release {staged.release_id}"):
+            _restore_retired(staging_dir, staged.release_id)
+            if target.exists():
+                retired = staging_dir / f".{staged.release_id}-retired-{os.getpid()}"
+                target.rename(retired)
+                work.rename(target)
+                shutil.rmtree(retired)
+            else:
+                work.rename(target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return target
 
 
+def _restore_retired(staging_dir: Path, release_id: str) -> None:
+    """Put back the last good load of a release whose swap was cut off between its two renames."""
+    target = staging_dir / release_id
+    retired = sorted(
+        (folder for folder in staging_dir.glob(f".{release_id}-retired-*") if (folder / "summary.json").exists()),
+        key=lambda folder: folder.stat().st_mtime,
+    )
+    if not target.exists() and retired:
+        retired.pop().rename(target)
+    for folder in retired:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def read_staged(staging_dir: Path, release_ids: list[str] | None = None) -> list[StagedRelease]:
     """Read staged releases, oldest first; with `release_ids`, only those."""
     if not staging_dir.is_dir():
         return []
+    for folder in staging_dir.glob(".*-retired-*"):
+        release_id = folder.name[1:].split("-retired-", 1)[0]
+        if not (staging_dir / release_id).exists() and (folder / "summary.json").exists():
+            _restore_retired(staging_dir, release_id)
     staged = []
     for folder in sorted(staging_dir.iterdir()):
         if folder.name.startswith(".") or not (folder / "summary.json").exists():

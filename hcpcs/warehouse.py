@@ -6,10 +6,7 @@ state until they reconnect, a failed build leaves the old file untouched, and on
 lets only one build write at a time.
 """
 
-import fcntl
 import os
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import polars as pl
 
 from hcpcs import catalog
 from hcpcs.errors import HcpcsError, ReleaseCountDropError
+from hcpcs.locking import WarehouseLockedError, file_lock
 from hcpcs.history import build_code_versions, build_release_changes, latest_issues, release_statements
 from hcpcs.lookups import load_code_table
 from hcpcs.stage import StagedRelease
@@ -26,10 +24,6 @@ from schemas.warehouse import CodeVersion, RejectedRecord, Release, ReleaseChang
 
 DEFAULT_MAX_CODE_DROP = 0.2
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
-
-
-class WarehouseLockedError(HcpcsError):
-    """Another build holds the warehouse's write lock for longer than this build waits."""
 
 
 @dataclass
@@ -89,6 +83,8 @@ def assemble(
     staged: list[StagedRelease], max_code_drop: float = DEFAULT_MAX_CODE_DROP
 ) -> tuple[WarehouseTables, list[ReleaseCountDropError]]:
     """Derive every warehouse table from the staged releases, leaving out releases that fail the count check."""
+    if not staged:
+        raise HcpcsError("No staged release to build the warehouse from. Load at least one release first.")
     releases = release_frame(staged)
     problems = check_code_counts(releases, max_code_drop)
     excluded = [problem.release_id for problem in problems]
@@ -147,36 +143,22 @@ def _processing_notes(staged: list[StagedRelease]) -> pl.DataFrame:
     )
 
 
-@contextmanager
 def write_lock(warehouse_path: Path, timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS):
     """Hold the warehouse's write lock, waiting up to `timeout_seconds` for another build to finish."""
-    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = warehouse_path.with_name(warehouse_path.name + ".lock")
-    with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WarehouseLockedError(
-                        f"Another build is writing {warehouse_path} (lock {lock_path}) and did not finish within "
-                        f"{timeout_seconds:.0f} s. Wait for it to end, then run again."
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(lock_path, timeout_seconds, str(warehouse_path))
 
 
 def write_warehouse(tables: WarehouseTables, warehouse_path: Path) -> None:
-    """Write all tables into a new DuckDB file, then rename it over `warehouse_path` in one step."""
+    """Write all tables into a new DuckDB file, then rename it over `warehouse_path` in one step.
+
+    The caller holds the write lock (`write_lock`), so files of earlier builds that were
+    killed before their rename belong to no running build and are removed first.
+    """
     warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    building = warehouse_path.with_name(f".{warehouse_path.name}.building-{os.getpid()}")
-    for leftover in (building, building.with_name(building.name + ".wal")):
+    for leftover in warehouse_path.parent.glob(f".{warehouse_path.name}.building-*"):
         leftover.unlink(missing_ok=True)
+    building = warehouse_path.with_name(f".{warehouse_path.name}.building-{os.getpid()}")
     try:
         connection = duckdb.connect(str(building))
         try:
