@@ -4,7 +4,6 @@ import dagster as dg
 
 from assets.metadata import preview, table_metadata
 from hcpcs import catalog
-from hcpcs.releases import read_release
 from hcpcs.stage import load_release, read_staged, write_staged
 from pipelines.resources import HcpcsSettings
 

@@ -9,7 +9,7 @@ from hcpcs import catalog
 from hcpcs.checks import undecoded_values, warehouse_invariants
 from hcpcs.stage import read_staged
 from hcpcs.history import version_delta
-from hcpcs.warehouse import assemble, read_versions, write_lock, write_warehouse
+from hcpcs.warehouse import assemble, column_comments, read_versions, write_lock, write_warehouse
 from pipelines.resources import HcpcsSettings
 
 WAREHOUSE_GROUP = "warehouse_tables"
@@ -23,15 +23,6 @@ _TABLE_ASSETS = {
     "rejected_record": "rejects",
     "hcpcs_format_difference": "differences",
     "dim_processing_note": "notes",
-}
-_COLUMN_DESCRIPTIONS = {
-    "dim_hcpcs_release": catalog.RELEASE_COLUMNS,
-    "hcpcs_release_record": catalog.RECORD_COLUMNS,
-    "dim_hcpcs_code": catalog.VERSION_COLUMNS,
-    "hcpcs_release_changes": catalog.CHANGE_COLUMNS,
-    "rejected_record": catalog.REJECTED_COLUMNS,
-    "hcpcs_format_difference": catalog.DIFFERENCE_COLUMNS,
-    "dim_processing_note": catalog.NOTE_COLUMNS,
 }
 
 # dim_hcpcs_code columns copied from CMS fields of hcpcs_release_record.
@@ -139,7 +130,7 @@ def hcpcs_warehouse(context: dg.AssetExecutionContext, settings: HcpcsSettings):
 
     for name, attribute in _TABLE_ASSETS.items():
         frame: pl.DataFrame = getattr(tables, attribute)
-        metadata = table_metadata(frame, _COLUMN_DESCRIPTIONS[name])
+        metadata = table_metadata(frame, column_comments()[name])
         metadata["warehouse"] = str(settings.warehouse)
         if name == "dim_hcpcs_code":
             metadata["current_versions"] = int(frame["is_current"].sum())

@@ -164,29 +164,23 @@ RELEASE_RECORD_COLUMNS: tuple[str, ...] = (
     "continuation_lines",
 )
 
-# The CMS fields compared to decide whether a code changed between releases. The action
-# code, added date and action effective date describe the maintenance event, not what the
-# code means, so they are kept on each version but never open one by themselves.
-BUSINESS_ATTRIBUTES: tuple[str, ...] = (
-    "code_type",
-    "long_description",
-    "short_description",
-    "pricing_indicator_codes",
-    "multiple_pricing_indicator_code",
-    "coverage_issues_manual_references",
-    "carriers_manual_references",
-    "statute_number",
-    "lab_certification_codes",
-    "cross_reference_codes",
-    "coverage_code",
-    "asc_payment_group_code",
-    "asc_payment_group_effective_date",
-    "mog_payment_group_code",
-    "mog_payment_policy_indicator",
-    "mog_effective_date",
-    "processing_note_number",
-    "betos_code",
-    "type_of_service_codes",
-    "anesthesia_base_units",
-    "termination_date",
+# The CMS fields compared to decide whether a code changed between releases: every column
+# but the identity, the record lineage, and the maintenance event. The action code, added
+# date and action effective date describe the event, not what the code means, so they are
+# kept on each version but never open one by themselves.
+_NOT_BUSINESS_ATTRIBUTES = (
+    "release_id",
+    "hcpcs_code",
+    "record_id",
+    "sequence_number",
+    "code_added_date",
+    "action_effective_date",
+    "action_code",
+    "source_file",
+    "source_line",
+    "source_format",
+    "continuation_lines",
+)
+BUSINESS_ATTRIBUTES: tuple[str, ...] = tuple(
+    name for name in RELEASE_RECORD_COLUMNS if name not in _NOT_BUSINESS_ATTRIBUTES
 )

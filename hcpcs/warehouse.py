@@ -15,7 +15,7 @@ import polars as pl
 
 from hcpcs import catalog
 from hcpcs.errors import HcpcsError, ReleaseCountDropError
-from hcpcs.locking import WarehouseLockedError, file_lock
+from hcpcs.locking import WarehouseLockedError, file_lock  # noqa: F401 - WarehouseLockedError is part of this API
 from hcpcs.history import build_code_versions, build_release_changes, latest_issues, release_statements
 from hcpcs.lookups import load_code_table
 from hcpcs.stage import StagedRelease

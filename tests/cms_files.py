@@ -11,6 +11,19 @@ from hcpcs import layout
 
 FIELD_BY_NAME = {field.name: field for field in layout.FIELDS}
 
+# Fields of an ordinary active code (as S9326 has them) that a fixture does not set itself.
+DEFAULT_FIELDS = {
+    "price1": "00",
+    "mult_pi": "9",
+    "cov": "I",
+    "betos": "Z2",
+    "tos1": "9",
+    "anest_bu": "0",
+    "add_dt": "20200101",
+    "act_eff_dt": "20200101",
+    "action_cd": "N",
+}
+
 
 def first_record(
     code: str,
@@ -32,15 +45,7 @@ def first_record(
         "recid": recid,
         "long_description": long_description[:80],
         "short_description": long_description[:28],
-        "price1": "00",
-        "mult_pi": "9",
-        "cov": "I",
-        "betos": "Z2",
-        "tos1": "9",
-        "anest_bu": "0",
-        "add_dt": "20200101",
-        "act_eff_dt": "20200101",
-        "action_cd": "N",
+        **DEFAULT_FIELDS,
     }
     values.update(fields)
     line = [" "] * layout.RECORD_LENGTH
@@ -78,15 +83,7 @@ def workbook_row(code: str, long_description: str = "Test procedure", *, recid: 
         "recid": recid,
         "long_description": long_description,
         "short_description": long_description[:28],
-        "price1": "00",
-        "mult_pi": "9",
-        "cov": "I",
-        "betos": "Z2",
-        "tos1": "9",
-        "anest_bu": "0",
-        "add_dt": "20200101",
-        "act_eff_dt": "20200101",
-        "action_cd": "N",
+        **DEFAULT_FIELDS,
     }
     values.update(fields)
     return [values.get(name) for name in layout.RAW_COLUMNS]

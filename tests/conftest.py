@@ -20,6 +20,18 @@ def require_shared(path: Path) -> Path:
     pytest.skip(reason)
 
 
+def dump_warehouse(path) -> dict[str, list]:
+    """Read every table of a warehouse file, rows sorted, to compare two builds."""
+    import duckdb
+
+    connection = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [row[0] for row in connection.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        return {name: connection.execute(f'SELECT * FROM "{name}" ORDER BY ALL').fetchall() for name in names}
+    finally:
+        connection.close()
+
+
 @pytest.fixture(scope="session")
 def shared_raw_dir() -> Path:
     return require_shared(SHARED_RAW_DIR)

@@ -10,6 +10,7 @@ from pipelines.build import build
 from pipelines.definitions import defs
 from pipelines.resources import HcpcsSettings
 from tests.cms_files import first_record, write_text
+from tests.conftest import dump_warehouse
 
 
 def settings_for(tmp_path, raw_dir=None) -> HcpcsSettings:
@@ -111,24 +112,15 @@ def test_file_error_fails_release_but_keeps_warehouse(tmp_path):
     connection.close()
 
 
-def dump(path) -> dict[str, list]:
-    connection = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [row[0] for row in connection.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-        return {name: connection.execute(f'SELECT * FROM "{name}" ORDER BY ALL').fetchall() for name in names}
-    finally:
-        connection.close()
-
-
 @pytest.mark.slow
 def test_real_releases_through_dagster_twice(shared_raw_dir, tmp_path):
     settings = settings_for(tmp_path, raw_dir=shared_raw_dir)
     settings = HcpcsSettings(raw_dir=str(shared_raw_dir), warehouse_path=settings.warehouse_path)
     instance = dg.DagsterInstance.ephemeral()
     assert build(settings, instance) == []
-    first = dump(settings.warehouse_path)
+    first = dump_warehouse(settings.warehouse_path)
     assert len(first["dim_hcpcs_release"]) == 8
     assert len(first["hcpcs_release_record"]) == 56368
 
     assert build(settings, instance) == []
-    assert dump(settings.warehouse_path) == first
+    assert dump_warehouse(settings.warehouse_path) == first

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from types import ModuleType
 import polars as pl
 import pytest
 
+from tests.conftest import require_shared
 from hcpcs.lookups import (
     CODE_TABLE_NAMES,
     load_code_table,
@@ -32,12 +32,7 @@ EXTRACT_SCRIPT = REPO_DIR / "tools" / "extract_code_tables.py"
 
 def require_raw_dir() -> Path:
     """Return the raw CMS folder; skip without it, or fail under CI=true."""
-    if RAW_DIR.is_dir():
-        return RAW_DIR
-    reason = f"CMS release folder {RAW_DIR} not found"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires the real CMS files")
-    pytest.skip(reason)
+    return require_shared(RAW_DIR)
 
 
 def layout_files() -> list[Path]:

@@ -2,7 +2,6 @@
 
 from datetime import date, datetime
 
-import polars as pl
 import pytest
 
 from hcpcs.errors import ReleaseFileError

@@ -1,6 +1,5 @@
 """Tests for record validation and file-level failures, one fixture release per case."""
 
-import polars as pl
 import pytest
 
 from hcpcs import layout

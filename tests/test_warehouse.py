@@ -3,16 +3,14 @@
 import re
 from datetime import date
 
-import duckdb
-import polars as pl
 import pytest
 
 import hcpcs.warehouse as warehouse
 from hcpcs.releases import discover_releases
 from hcpcs.stage import load_release
-from hcpcs.warehouse import assemble, build_warehouse, write_warehouse
+from hcpcs.warehouse import build_warehouse
 from tests.cms_files import first_record, write_text
-from tests.conftest import SHARED_REFERENCE_DIR, require_shared
+from tests.conftest import SHARED_REFERENCE_DIR, dump_warehouse, require_shared
 
 # Labels of the commercial code page -> hcpcs_code_detail column that gives the same value.
 PAGE_FIELDS = {
@@ -139,19 +137,10 @@ def test_lookup_dimensions_loaded(real_warehouse):
         assert counts[table] > 0, table
 
 
-def dump(path) -> dict[str, list]:
-    connection = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [row[0] for row in connection.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-        return {name: connection.execute(f'SELECT * FROM "{name}" ORDER BY ALL').fetchall() for name in names}
-    finally:
-        connection.close()
-
-
 def test_same_releases_twice_give_identical_tables(real_build, tmp_path):
     staged, _, first_path = real_build
     build_warehouse(staged, tmp_path / "again.duckdb")
-    assert dump(tmp_path / "again.duckdb") == dump(first_path)
+    assert dump_warehouse(tmp_path / "again.duckdb") == dump_warehouse(first_path)
 
 
 def fixture_staged(tmp_path):
@@ -163,7 +152,7 @@ def test_failed_build_keeps_previous_warehouse(tmp_path, monkeypatch):
     staged = fixture_staged(tmp_path)
     path = tmp_path / "hcpcs.duckdb"
     build_warehouse(staged, path)
-    before = dump(path)
+    before = dump_warehouse(path)
 
     def broken(connection, tables):
         connection.execute("CREATE TABLE half_written (x INTEGER)")
@@ -172,13 +161,13 @@ def test_failed_build_keeps_previous_warehouse(tmp_path, monkeypatch):
     monkeypatch.setattr(warehouse, "_create_tables", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         build_warehouse(staged, path)
-    assert dump(path) == before
+    assert dump_warehouse(path) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".hcpcs.duckdb")] == []
 
 
 def test_lock_times_out_with_clear_message(tmp_path):
     path = tmp_path / "hcpcs.duckdb"
     with warehouse.write_lock(path):
-        with pytest.raises(warehouse.WarehouseLockedError, match="Another build is writing"):
+        with pytest.raises(warehouse.WarehouseLockedError, match="Another run is writing"):
             with warehouse.write_lock(path, timeout_seconds=0.3):
                 pass

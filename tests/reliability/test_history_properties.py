@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import polars as pl
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
