@@ -36,6 +36,7 @@ ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 bench: $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet -e '.[dev,bench]'
 	$(PYTHON) bench/run.py
 
 screenshot: $(VENV)/.installed

@@ -133,7 +133,27 @@ def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
         .sort("release_effective_date")
         .with_columns(previous_release_id=pl.col("release_id").shift(1))
     )
-    current = statements.join(order.select("release_id", "previous_release_id"), on="release_id")
+    # One hash per statement over the compared fields and the action code finds the codes that
+    # differ from the release before (a few % of the rows), so that the field-by-field
+    # comparison below runs on those only.
+    hashed = statements.select(
+        "release_id", "hcpcs_code", row_hash=pl.struct([*COMPARED_FIELDS, "action_code"]).hash(seed=0)
+    )
+    candidates = (
+        order.filter(pl.col("previous_release_id").is_not_null())
+        .select("release_id", "previous_release_id")
+        .join(hashed, on="release_id")
+        .join(
+            hashed.rename({"release_id": "previous_release_id", "row_hash": "previous_hash"}),
+            on=["previous_release_id", "hcpcs_code"],
+            how="left",
+        )
+        .filter(pl.col("previous_hash").is_null() | (pl.col("row_hash") != pl.col("previous_hash")))
+        .select("release_id", "hcpcs_code")
+    )
+    current = statements.join(candidates, on=["release_id", "hcpcs_code"], how="semi").join(
+        order.select("release_id", "previous_release_id"), on="release_id"
+    )
     previous = statements.select(
         "hcpcs_code",
         pl.col("release_id").alias("previous_release_id"),
@@ -143,7 +163,7 @@ def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
     pairs = (
         order.filter(pl.col("previous_release_id").is_not_null())
         .select("release_id", "previous_release_id", "release_effective_date")
-        .join(current.select("release_id", "hcpcs_code", "action_code", *COMPARED_FIELDS), on="release_id", how="left")
+        .join(current.select("release_id", "hcpcs_code", "action_code", *COMPARED_FIELDS), on="release_id", how="inner")
     )
     compared = pairs.join(previous, on=["previous_release_id", "hcpcs_code"], how="left")
 
@@ -181,8 +201,8 @@ def build_release_changes(statements: pl.DataFrame) -> pl.DataFrame:
     dropped = (
         order.filter(pl.col("previous_release_id").is_not_null())
         .select("release_id", "previous_release_id")
-        .join(previous, on="previous_release_id")
-        .join(current.select("release_id", "hcpcs_code"), on=["release_id", "hcpcs_code"], how="anti")
+        .join(hashed.select(pl.col("release_id").alias("previous_release_id"), "hcpcs_code"), on="previous_release_id")
+        .join(hashed.select("release_id", "hcpcs_code"), on=["release_id", "hcpcs_code"], how="anti")
         .select(
             "release_id",
             "previous_release_id",

@@ -91,9 +91,12 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 
 def _ordered_list(columns: tuple[str, ...]) -> pl.Expr:
     """Collect the non-blank values of a repeated CMS field, in CMS position order."""
-    return pl.concat_list([pl.col(name) for name in columns]).list.eval(
-        pl.element().filter(pl.element() != "")
+    # Joining with a unit separator and splitting again is several times faster than
+    # list.eval(filter); the CMS fields are printable text, so the separator never occurs in them.
+    joined = pl.concat_str(
+        [pl.when(pl.col(name) != "").then(pl.col(name)) for name in columns], separator="\x1f", ignore_nulls=True
     )
+    return pl.when(joined == "").then(pl.lit([], pl.List(pl.String))).otherwise(joined.str.split("\x1f"))
 
 
 def normalize_records(valid: pl.DataFrame, release_id: str, source_file: str, source_format: str) -> pl.DataFrame:

@@ -80,9 +80,11 @@ def decode_text(data: bytes, source_file: str) -> str:
 
 def split_lines(text: str) -> list[str]:
     """Split on CRLF or LF only; str.splitlines would also split on form feeds and other controls."""
-    lines = re.split(r"\r?\n", text)
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = text.split("\n")
+    last = lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if last != "":
+        lines.append(last)
     return lines
 
 
@@ -245,9 +247,10 @@ _NUMBER_TEXT = re.compile(r"^(\d+)\.0+$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00:00(?:\.0+)?)?$")
 
 
-def _normalize_cell(column: pl.Expr, is_date: bool) -> pl.Expr:
+def _normalize_cell(column: pl.Expr, is_date: bool, may_hold_number_text: bool) -> pl.Expr:
     cleaned = column.fill_null("").str.strip_chars()
-    cleaned = cleaned.str.replace(_NUMBER_TEXT.pattern, "${1}")
+    if may_hold_number_text:
+        cleaned = cleaned.str.replace(_NUMBER_TEXT.pattern, "${1}")
     if is_date:
         cleaned = cleaned.str.replace(_ISO_DATE.pattern, "${1}${2}${3}")
     return cleaned
@@ -278,8 +281,13 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
     header_index = _find_header_row(frame, source_file)
     _check_headers(frame.row(header_index), header_index + 1, source_file)
 
+    # Only a column with a "." somewhere can hold a number written as text ("20240101.0").
+    dotted = frame.select(pl.all().str.contains(".", literal=True).any()).row(0, named=True)
     body = frame.slice(header_index + 1).with_columns(
-        [_normalize_cell(pl.col(name), name in layout.DATE_FIELDS) for name in layout.RAW_COLUMNS]
+        [
+            _normalize_cell(pl.col(name), name in layout.DATE_FIELDS, bool(dotted[name]))
+            for name in layout.RAW_COLUMNS
+        ]
     )
     body = body.with_row_index("line_number", offset=header_index + 2).with_columns(
         pl.col("line_number").cast(pl.Int64)

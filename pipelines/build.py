@@ -10,10 +10,11 @@ import sys
 
 import dagster as dg
 
-from assets.releases import hcpcs_release_files, hcpcs_release_partitions, validated_hcpcs_release
+from assets.releases import PIPELINE_VERSION, hcpcs_release_files, hcpcs_release_partitions, validated_hcpcs_release
 from assets.warehouse import hcpcs_warehouse
 from hcpcs.errors import HcpcsError
 from hcpcs.releases import discover_releases
+from hcpcs.stage import read_staged
 from pipelines.resources import HcpcsSettings, settings_from_environment
 
 
@@ -38,6 +39,9 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
     run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("HCPCS_LOG_LEVEL", "WARNING")}}}}
     errors = []
     for release in releases:
+        if _already_loaded(settings, instance, release):
+            print(f"release {release.release_id:<10} {'kept':<7} {release.location}")
+            continue
         result = dg.materialize(
             [hcpcs_release_files, validated_hcpcs_release],
             partition_key=release.release_id,
@@ -64,6 +68,22 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
     else:
         errors.extend(_failure_messages(result))
     return errors
+
+
+def _already_loaded(settings: HcpcsSettings, instance: dg.DagsterInstance, release) -> bool:
+    """Tell whether this instance already loaded the release from the same files with this pipeline version.
+
+    The asset makes the same test and keeps the staged records; skipping the run as well
+    saves most of a refresh that adds one release to many.
+    """
+    materialized = instance.get_materialized_partitions(validated_hcpcs_release.key)
+    if release.release_id not in materialized:
+        return False
+    earlier = read_staged(settings.staging_path, [release.release_id])
+    if not earlier:
+        return False
+    summary = earlier[0].summary
+    return summary.get("content_hash") == release.content_hash() and summary.get("pipeline_version") == PIPELINE_VERSION
 
 
 def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
