@@ -29,8 +29,10 @@ def latest_issues(releases: pl.DataFrame) -> pl.DataFrame:
 
 def release_statements(records: pl.DataFrame, releases: pl.DataFrame) -> pl.DataFrame:
     """Return the records of the newest issue of every period, with the release effective date."""
-    # A release passed twice counts once, so that loading it again changes nothing.
-    records = records.unique(["release_id", "hcpcs_code"], keep="first", maintain_order=True)
+    # A release passed twice counts once, so that loading it again changes nothing. The
+    # check avoids copying a million records in the usual case of no duplicates.
+    if records.select(pl.struct("release_id", "hcpcs_code").is_duplicated().any()).item():
+        records = records.unique(["release_id", "hcpcs_code"], keep="first", maintain_order=True)
     current = latest_issues(releases.unique("release_id", keep="first", maintain_order=True))
     current = current.rename({"effective_date": "release_effective_date"})
     return records.join(current, on="release_id", how="inner").sort("hcpcs_code", "release_effective_date")
