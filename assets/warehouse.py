@@ -6,7 +6,7 @@ import polars as pl
 from assets.metadata import preview, table_metadata
 from assets.releases import validated_hcpcs_release
 from hcpcs import catalog
-from hcpcs.checks import undecoded_values, warehouse_invariants
+from hcpcs.checks import INVARIANTS, undecoded_values, warehouse_invariants
 from hcpcs.stage import read_staged
 from hcpcs.history import version_delta
 from hcpcs.warehouse import assemble, column_comments, read_versions, write_lock, write_warehouse
@@ -42,14 +42,6 @@ _RECORD_LINEAGE = dg.TableColumnLineage(
     }
 )
 
-_INVARIANT_CHECKS = {
-    "one_current_version_per_code": "dim_hcpcs_code",
-    "no_overlapping_versions": "dim_hcpcs_code",
-    "valid_from_before_valid_to": "dim_hcpcs_code",
-    "releases_reconciled": "dim_hcpcs_release",
-    "one_record_per_code_and_release": "hcpcs_release_record",
-}
-
 
 @dg.multi_asset(
     specs=[
@@ -66,14 +58,8 @@ _INVARIANT_CHECKS = {
         for name in _TABLE_ASSETS
     ],
     check_specs=[
-        dg.AssetCheckSpec(check, asset=table, blocking=True, description=description)
-        for check, table, description in [
-            ("one_current_version_per_code", "dim_hcpcs_code", "Every code has exactly one current version."),
-            ("no_overlapping_versions", "dim_hcpcs_code", "No two versions of a code are in effect on one day."),
-            ("valid_from_before_valid_to", "dim_hcpcs_code", "Every version starts before it ends."),
-            ("releases_reconciled", "dim_hcpcs_release", "Every release's lines are all accounted for."),
-            ("one_record_per_code_and_release", "hcpcs_release_record", "A release states each code once."),
-        ]
+        dg.AssetCheckSpec(name, asset=table, blocking=True, description=description)
+        for name, (table, description, _) in INVARIANTS.items()
     ]
     + [
         dg.AssetCheckSpec(
@@ -99,7 +85,7 @@ def hcpcs_warehouse(context: dg.AssetExecutionContext, settings: HcpcsSettings):
     outcomes = warehouse_invariants(tables)
     for outcome in outcomes:
         yield dg.AssetCheckResult(
-            asset_key=_INVARIANT_CHECKS[outcome.name],
+            asset_key=INVARIANTS[outcome.name][0],
             check_name=outcome.name,
             passed=outcome.passed,
             metadata={"failure_count": outcome.failures.height, "sample": preview(outcome.failures, rows=10)},

@@ -91,18 +91,35 @@ def undecoded_values(versions: pl.DataFrame, notes: pl.DataFrame) -> pl.DataFram
     return pl.concat(frames).select("field", "value", "hcpcs_code", "version_number").sort("field", "value")
 
 
+# Invariant checks: name -> (table they guard, what they require, function returning failing rows).
+INVARIANTS = {
+    "one_current_version_per_code": (
+        "dim_hcpcs_code", "Every code has exactly one current version.",
+        lambda tables: one_current_version_per_code(tables.versions),
+    ),
+    "no_overlapping_versions": (
+        "dim_hcpcs_code", "No two versions of a code are in effect on the same day.",
+        lambda tables: no_overlapping_versions(tables.versions),
+    ),
+    "valid_from_before_valid_to": (
+        "dim_hcpcs_code", "Every version starts before it ends.",
+        lambda tables: valid_from_before_valid_to(tables.versions),
+    ),
+    "releases_reconciled": (
+        "dim_hcpcs_release",
+        "Per release, lines read = records loaded + continuation lines + header lines + rejected lines.",
+        lambda tables: releases_reconciled(tables.releases),
+    ),
+    "one_record_per_code_and_release": (
+        "hcpcs_release_record", "A release states each code once.",
+        lambda tables: one_record_per_code_and_release(tables.records),
+    ),
+}
+
+
 def warehouse_invariants(tables: WarehouseTables) -> list[CheckOutcome]:
-    """The rules a warehouse must meet before it replaces the previous one."""
+    """Evaluate the rules a warehouse must meet before it replaces the previous one."""
     return [
-        CheckOutcome("one_current_version_per_code", "Every code has exactly one current version.",
-                     one_current_version_per_code(tables.versions)),
-        CheckOutcome("no_overlapping_versions", "No two versions of a code are in effect on the same day.",
-                     no_overlapping_versions(tables.versions)),
-        CheckOutcome("valid_from_before_valid_to", "Every version starts before it ends.",
-                     valid_from_before_valid_to(tables.versions)),
-        CheckOutcome("releases_reconciled",
-                     "Per release, lines read = records loaded + continuation lines + header lines + rejected lines.",
-                     releases_reconciled(tables.releases)),
-        CheckOutcome("one_record_per_code_and_release", "A release states each code once.",
-                     one_record_per_code_and_release(tables.records)),
+        CheckOutcome(name, description, failing_rows(tables))
+        for name, (_, description, failing_rows) in INVARIANTS.items()
     ]

@@ -244,7 +244,7 @@ def _code_detail_sql() -> str:
     """SQL of hcpcs_code_detail: the current version with every coded value decoded."""
     decoded_lists = []
     joins = []
-    for table, (list_column, value_column, lookup) in catalog.BRIDGE_TABLES.items():
+    for table, (_, value_column, lookup) in catalog.BRIDGE_TABLES.items():
         if lookup is None:
             continue
         alias = table.removeprefix("bridge_hcpcs_")
