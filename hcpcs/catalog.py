@@ -20,7 +20,7 @@ RECORD_COLUMNS: dict[str, str] = {
     "lab_certification_codes": "Lab certification codes LABCERT1-LABCERT8, in CMS order.",
     "cross_reference_codes": "Cross-reference codes XREF1-XREF5 to replacement or related codes, in CMS order.",
     "coverage_code": "Medicare coverage code (COV): C, D, I, M or S.",
-    "asc_payment_group_code": "ASC payment group (ASC_GRP): YY when approved for an ambulatory surgical center, else NULL.",
+    "asc_payment_group_code": "ASC payment group (ASC_GRP): YY when approved for an ambulatory surgical center, else NULL (also where CMS published another value; see rejected_record).",
     "asc_payment_group_effective_date": "Date the code was assigned to its ASC payment group (ASC_DT).",
     "mog_payment_group_code": "Medicare outpatient group (MOG) payment group code (OPPS column of the workbook).",
     "mog_payment_policy_indicator": "MOG payment policy indicator (OPPS_PI).",

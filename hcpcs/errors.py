@@ -28,7 +28,8 @@ class ReleaseFileError(HcpcsError):
         self.line_number = line_number
         self.field = field
         self.value = value
-        location = source_file if line_number is None else f"{source_file}, line or row {line_number}"
+        unit = "line" if source_file.lower().endswith(".txt") else "row"
+        location = source_file if line_number is None else f"{source_file}, {unit} {line_number}"
         detail = ""
         if field is not None:
             detail += f" Field: {field}."

@@ -11,10 +11,29 @@ DATE_FORMAT = "%Y%m%d"
 
 RECORD_REJECTED = "record rejected"
 FIELD_NULLED = "field set to NULL"
-# Fields whose bad value does not reject the whole record. The 2018 annual text file has
-# six-digit ASC dates such as 170401 (C9488, C9745-C9748), a CMS defect that should not cost
-# those codes their 2018 statement.
-NULLABLE_ON_ERROR = ("asc_dt", "opps_dt")
+# Fields whose bad value does not reject the whole record. The 2018 annual files shift the ASC
+# date of C9488 and C9745-C9748 two columns left over the missing group code (D20170401 where
+# DYY20170401 belongs), a CMS defect that should not cost those codes their 2018 statement.
+NULLABLE_ON_ERROR = ("asc_grp", "asc_dt", "opps_dt")
+
+# Readable rules for the field checks of schemas.records.RawRecord, by raw field; the
+# rejected_record table shows these instead of pandera's check names.
+FIELD_RULES = {
+    "hcpc": "a procedure code is a letter A-V and four digits, a modifier two letters or digits",
+    "seqnum": "the sequence number is digits",
+    "recid": "the record id of a first record is 3 or 7",
+    "long_description": "the long description is not blank",
+    "price1": "blank or a code of the CMS pricing indicator table",
+    "price2": "blank or a code of the CMS pricing indicator table",
+    "price3": "blank or a code of the CMS pricing indicator table",
+    "price4": "blank or a code of the CMS pricing indicator table",
+    "mult_pi": "blank or a code of the CMS multiple pricing indicator table (9, A-G)",
+    "cov": "blank or a coverage code: C, D, I, M or S",
+    "asc_grp": "blank or YY",
+    "procnote": "blank or a four-digit processing note number",
+    "anest_bu": "blank or up to three digits",
+    "action_cd": "an action code: A, B, C, D, F, N, P, R, S or T",
+}
 
 
 def validate_records(result: ReadResult) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -81,7 +100,9 @@ def _failure_rejects(records: pl.DataFrame, failures: pl.DataFrame) -> pl.DataFr
         hcpcs_code="hcpc",
         field=pl.when(is_frame_check).then(pl.lit("hcpc")).otherwise(pl.col("column")),
         value=pl.when(is_frame_check).then(pl.col("hcpc")).otherwise(pl.col("failure_case")),
-        rule=pl.col("check"),
+        rule=pl.when(is_frame_check)
+        .then(pl.col("check"))
+        .otherwise(pl.col("column").replace_strict(FIELD_RULES, default=pl.col("check"))),
     ).cast(REJECT_COLUMNS)
 
 

@@ -90,7 +90,17 @@ def split_lines(text: str) -> list[str]:
 
 def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
     """Parse the fixed-width `*ANWEB*.txt` file into one raw record per procedure or modifier code."""
-    lines = split_lines(decode_text(data, source_file))
+    text = decode_text(data, source_file)
+    lines = split_lines(text)
+    if text and not text.endswith("\n"):
+        # Every CMS text file ends its last line with CRLF; a file that stops inside a line was
+        # cut short, even where the cut leaves a line that is still shaped like a record.
+        raise ReleaseFileError(
+            source_file,
+            f"the file ends inside line {len(lines)} without a line break, so it was cut short",
+            "Download the file again from CMS; it was truncated.",
+            line_number=len(lines),
+        )
     frame = pl.DataFrame({"text": lines}, schema={"text": pl.String}).with_row_index("line_number", offset=1)
     frame = frame.with_columns(pl.col("line_number").cast(pl.Int64))
 

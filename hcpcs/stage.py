@@ -76,7 +76,9 @@ def load_release(release: Release, run_id: str) -> StagedRelease:
 
     differences = _empty_differences()
     if release.cross_check_file:
-        differences = cross_check(records, read_data_file(release, release.cross_check_file), release)
+        other = read_data_file(release, release.cross_check_file)
+        check_same_codes(result, other)
+        differences = cross_check(records, other, release)
 
     notes = _empty_notes()
     if release.processing_notes_file:
@@ -142,6 +144,28 @@ def _empty_notes() -> pl.DataFrame:
             "source_file": pl.String,
             "line_number": pl.Int64,
         }
+    )
+
+
+def check_same_codes(primary: ReadResult, other: ReadResult) -> None:
+    """Raise when the two formats of a release list different codes, which means one file is cut or wrong.
+
+    CMS's text file and workbook of one release list the same codes in every release seen;
+    a text file cut at a line boundary passes every other check but loses codes here.
+    """
+    primary_codes = set(primary.records["hcpc"].to_list())
+    other_codes = set(other.records["hcpc"].to_list())
+    if primary_codes == other_codes:
+        return
+    only_primary = sorted(primary_codes - other_codes)
+    only_other = sorted(other_codes - primary_codes)
+    raise ReleaseFileError(
+        primary.source_file,
+        f"lists {len(primary_codes)} codes where {other.source_file} lists {len(other_codes)}: "
+        f"{len(only_other)} codes only in the {other.source_format} (first: {', '.join(only_other[:5]) or 'none'}), "
+        f"{len(only_primary)} only in the {primary.source_format} (first: {', '.join(only_primary[:5]) or 'none'})",
+        "Download the release again from CMS; one of the files is cut short or belongs to another release. "
+        "To load one format alone, move the other file out of the release folder.",
     )
 
 

@@ -1,11 +1,14 @@
 """Build the warehouse from the raw folder through real Dagster runs: `python -m pipelines.build`.
 
-Adds one dynamic partition per release found, runs the release job for each one, then
-rebuilds the warehouse. Runs are recorded in DAGSTER_HOME when it is set, so the Dagster UI
-shows them; otherwise in a temporary instance.
+Adds one dynamic partition per release found, runs `hcpcs_release_job` for each new or
+changed release, then `hcpcs_warehouse_job`. Runs are recorded in DAGSTER_HOME when it is
+set, so the Dagster UI shows them; otherwise in a temporary instance. Prints one line per
+release: `loaded` (read now), `kept` (unchanged since this instance loaded it), `FAILED`, or
+`staged only` (no longer in the raw folder, but its last good load is still in the warehouse).
 """
 
 import os
+import re
 import sys
 
 import dagster as dg
@@ -13,7 +16,7 @@ import dagster as dg
 from assets.releases import PIPELINE_VERSION, hcpcs_release_files, hcpcs_release_partitions, validated_hcpcs_release
 from assets.warehouse import hcpcs_warehouse
 from hcpcs.errors import HcpcsError
-from hcpcs.releases import discover_releases
+from hcpcs.releases import Release, discover_releases
 from hcpcs.stage import read_staged
 from pipelines.resources import HcpcsSettings, settings_from_environment
 
@@ -25,6 +28,18 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def _jobs(settings: HcpcsSettings) -> tuple[dg.JobDefinition, dg.JobDefinition]:
+    """Return the release and warehouse jobs bound to `settings`, as the code location defines them."""
+    from pipelines.definitions import release_job, warehouse_job
+
+    definitions = dg.Definitions(
+        assets=[hcpcs_release_files, validated_hcpcs_release, hcpcs_warehouse],
+        jobs=[release_job, warehouse_job],
+        resources={"settings": settings},
+    )
+    return definitions.resolve_job_def(release_job.name), definitions.resolve_job_def(warehouse_job.name)
+
+
 def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
     """Load every release of the raw folder and rebuild the warehouse; return the error messages."""
     releases = discover_releases(settings.raw_path)
@@ -33,44 +48,46 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
     if new:
         instance.add_dynamic_partitions(hcpcs_release_partitions.name, new)
 
-    resources = {"settings": settings}
-    # Dagster's console logger prints every engine event at DEBUG; a command-line build shows
-    # only warnings and errors, and the full event log stays in DAGSTER_HOME for the UI.
-    run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("HCPCS_LOG_LEVEL", "WARNING")}}}}
-    errors = []
+    release_job, warehouse_job = _jobs(settings)
+    # Dagster's console logger prints every engine event, and a failed step with its stack
+    # trace; the command line prints one line per release and each error once instead. The
+    # full event log stays in DAGSTER_HOME for the UI.
+    run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("HCPCS_LOG_LEVEL", "CRITICAL")}}}}
+    errors: list[str] = []
     for release in releases:
         if _already_loaded(settings, instance, release):
-            print(f"release {release.release_id:<10} {'kept':<7} {release.location}")
+            print(f"release {release.release_id:<10} {'kept':<11} {release.location}")
             continue
-        result = dg.materialize(
-            [hcpcs_release_files, validated_hcpcs_release],
-            partition_key=release.release_id,
-            instance=instance,
-            resources=resources,
-            run_config=run_config,
-            raise_on_error=False,
+        result = release_job.execute_in_process(
+            partition_key=release.release_id, instance=instance, run_config=run_config, raise_on_error=False
         )
-        status = "loaded" if result.success else "FAILED"
-        print(f"release {release.release_id:<10} {status:<7} {release.location}")
-        if not result.success:
-            errors.extend(_failure_messages(result))
+        if result.success:
+            print(f"release {release.release_id:<10} {'loaded':<11} {release.location}{_rejection_note(settings, release)}")
+        else:
+            print(f"release {release.release_id:<10} {'FAILED':<11} {release.location}")
+            errors.extend(message for message in _failure_messages(result) if message not in errors)
 
-    result = dg.materialize(
-        [hcpcs_release_files, validated_hcpcs_release, hcpcs_warehouse],
-        selection=[hcpcs_warehouse],
-        instance=instance,
-        resources=resources,
-        run_config=run_config,
-        raise_on_error=False,
-    )
+    found = {release.release_id for release in releases}
+    staged = read_staged(settings.staging_path)
+    for item in staged:
+        if item.release_id not in found:
+            print(
+                f"release {item.release_id:<10} {'staged only':<11} no longer in the raw folder; delete "
+                f"{settings.staging_path / item.release_id} to drop it from the warehouse"
+            )
+    if not staged:
+        errors.append("No release could be loaded, so the warehouse was not written.")
+        return errors
+
+    result = warehouse_job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     if result.success:
         print(f"warehouse written: {settings.warehouse}")
     else:
-        errors.extend(_failure_messages(result))
+        errors.extend(message for message in _failure_messages(result) if message not in errors)
     return errors
 
 
-def _already_loaded(settings: HcpcsSettings, instance: dg.DagsterInstance, release) -> bool:
+def _already_loaded(settings: HcpcsSettings, instance: dg.DagsterInstance, release: Release) -> bool:
     """Tell whether this instance already loaded the release from the same files with this pipeline version.
 
     The asset makes the same test and keeps the staged records; skipping the run as well
@@ -86,7 +103,25 @@ def _already_loaded(settings: HcpcsSettings, instance: dg.DagsterInstance, relea
     return summary.get("content_hash") == release.content_hash() and summary.get("pipeline_version") == PIPELINE_VERSION
 
 
+def _rejection_note(settings: HcpcsSettings, release: Release) -> str:
+    staged = read_staged(settings.staging_path, [release.release_id])
+    if not staged:
+        return ""
+    summary = staged[0].summary
+    parts = []
+    if summary["rejected_records"]:
+        parts.append(_count(summary["rejected_records"], "record") + " rejected")
+    if summary.get("nulled_fields"):
+        parts.append(_count(summary["nulled_fields"], "field") + " set to NULL")
+    return f" ({', '.join(parts)}; see rejected_record)" if parts else ""
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Return the message of each failed step, without the exception's class name."""
     messages = []
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
@@ -94,7 +129,7 @@ def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
             text = error.message.strip() if error else "step failed"
             if error and error.cause:
                 text = error.cause.message.strip()
-            messages.append(text)
+            messages.append(re.sub(r"^[\w.]+(Error|Failure): ", "", text))
     return messages
 
 

@@ -48,6 +48,7 @@ class RawRecord(pa.DataFrameModel):
     price4: str = pa.Field(isin=_blank_or_in(PRICING_INDICATOR_CODES))
     mult_pi: str = pa.Field(isin=_blank_or_in(MULTIPLE_PRICING_INDICATOR_CODES))
     cov: str = pa.Field(isin=_blank_or_in(COVERAGE_CODES))
+    asc_grp: str = pa.Field(isin=["", "YY"])
     procnote: str = pa.Field(str_matches=r"^(?:[0-9]{4})?$")
     anest_bu: str = pa.Field(str_matches=r"^[0-9]{0,3}$")
     action_cd: str = pa.Field(isin=list(ACTION_CODES))

@@ -124,3 +124,35 @@ def test_real_releases_through_dagster_twice(shared_raw_dir, tmp_path):
 
     assert build(settings, instance) == []
     assert dump_warehouse(settings.warehouse_path) == first
+
+
+def test_build_prints_rejections_and_staged_only(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    write_text(raw / "2024-annual" / "HCPC2024_ANWEB.txt", [first_record("A0021"), first_record("A0080", action_cd="X")])
+    write_text(raw / "2024-APR" / "HCPC2024_APR_ANWEB.txt", [first_record("A0021"), first_record("A0080")])
+    settings = settings_for(tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    assert build(settings, instance) == []
+    output = capsys.readouterr().out
+    assert "release 2024-01    loaded" in output
+    assert "(1 record rejected; see rejected_record)" in output
+    assert [run.job_name for run in instance.get_runs()] == ["hcpcs_warehouse_job", "hcpcs_release_job",
+                                                             "hcpcs_release_job"]
+
+    import shutil
+
+    shutil.rmtree(raw / "2024-APR")
+    assert build(settings, instance) == []
+    output = capsys.readouterr().out
+    assert "release 2024-01    kept" in output
+    assert "release 2024-04    staged only" in output
+
+
+def test_build_without_loadable_release_writes_nothing(tmp_path):
+    path = write_text(tmp_path / "raw" / "2024-annual" / "HCPC2024_ANWEB.txt", [first_record("A0021")])
+    path.write_bytes(path.read_bytes()[:-2])
+    settings = settings_for(tmp_path)
+    errors = build(settings, dg.DagsterInstance.ephemeral())
+    assert errors[0].startswith("2024-annual/HCPC2024_ANWEB.txt, line 1: the file ends inside line 1")
+    assert errors[-1] == "No release could be loaded, so the warehouse was not written."
+    assert not (tmp_path / "wh" / "hcpcs.duckdb").exists()

@@ -107,7 +107,7 @@ def test_text_utf16_is_rejected(tmp_path):
 def test_text_undefined_cp1252_byte_names_line(tmp_path):
     path = tmp_path / "HCPC2024_JAN_ANWEB.txt"
     path.write_bytes(first_record("A0021").encode() + b"\r\n" + first_record("A0080", "Bad \x81 byte").encode("latin-1") + b"\r\n")
-    with pytest.raises(ReleaseFileError, match="line or row 2"):
+    with pytest.raises(ReleaseFileError, match="line 2"):
         read_anweb_text(path.read_bytes(), path.name)
 
 

@@ -52,7 +52,7 @@ def test_unknown_action_code_rejects_record(tmp_path):
     assert staged.records["hcpcs_code"].to_list() == ["A0080"]
     assert rejects_of(staged)[0]["field"] == "action_cd"
     assert rejects_of(staged)[0]["value"] == "X"
-    assert "isin" in staged.rejects["rule"][0]
+    assert staged.rejects["rule"][0] == "an action code: A, B, C, D, F, N, P, R, S or T"
 
 
 def test_unknown_pricing_indicator_rejects_record(tmp_path):
@@ -112,7 +112,7 @@ def test_workbook_renamed_column_stops_release(tmp_path):
     headers = list(layout.WORKBOOK_HEADERS)
     headers[2] = "RECORD ID"
     write_workbook(tmp_path / "2024-APR" / "HCPC2024_APR_ANWEB.xlsx", [workbook_row("A0021")], headers=headers)
-    with pytest.raises(ReleaseFileError, match="HCPC2024_APR_ANWEB.xlsx, line or row 1: column 3 is headed 'RECORD ID'"):
+    with pytest.raises(ReleaseFileError, match="HCPC2024_APR_ANWEB.xlsx, row 1: column 3 is headed 'RECORD ID'"):
         load_release(read_release(tmp_path / "2024-APR"), "run-1")
 
 
@@ -141,6 +141,31 @@ def test_truncated_text_file_stops_release(tmp_path):
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(ReleaseFileError, match="cut short"):
         load_release(read_release(tmp_path / "2024-annual"), "run-1")
+
+
+def test_text_cut_inside_continuation_stops_release(tmp_path):
+    path = write_text(tmp_path / "2024-annual" / TEXT_NAME,
+                      [first_record("A0021", "First part"), continuation_record("A0021", "second part of the text")])
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ReleaseFileError, match="line 2 without a line break, so it was cut short"):
+        load_release(read_release(tmp_path / "2024-annual"), "run-1")
+
+
+def test_text_cut_at_line_boundary_caught_by_workbook(tmp_path):
+    write_text(tmp_path / "2024-annual" / TEXT_NAME, [first_record("A0021"), first_record("A0080")][:1])
+    write_workbook(tmp_path / "2024-annual" / "HCPC2024_JAN_ANWEB.xlsx", [workbook_row("A0021"), workbook_row("A0080")])
+    with pytest.raises(ReleaseFileError, match="lists 1 codes where .* lists 2: 1 codes only in the workbook") as error:
+        load_release(read_release(tmp_path / "2024-annual"), "run-1")
+    assert "A0080" in str(error.value)
+
+
+def test_bad_asc_group_nulls_field_only(tmp_path):
+    line = first_record("C9488", cov="D")
+    line = line[:230] + "20170401" + line[238:]
+    staged = load_text_release(tmp_path, [line])
+    assert staged.records["asc_payment_group_code"].to_list() == [None]
+    assert [row["field"] for row in rejects_of(staged)] == ["asc_dt", "asc_grp"]
+    assert {row["outcome"] for row in rejects_of(staged)} == {"field set to NULL"}
 
 
 def test_zero_record_workbook_stops_release(tmp_path):
