@@ -46,13 +46,16 @@ def build_code_versions(statements: pl.DataFrame) -> pl.DataFrame:
     the statement before it.
     """
     by_code = pl.col("hcpcs_code")
+    # The frame is sorted by code, so the row above belongs to the same code unless the code
+    # changes there; a plain shift guarded by that test is much cheaper than a window.
+    same_code_above = by_code == by_code.shift(1)
     frame = statements.sort("hcpcs_code", "release_effective_date").with_columns(
         attribute_hash=pl.struct(list(BUSINESS_ATTRIBUTES)).hash(seed=0),
-        previous_action_effective_date=pl.col("action_effective_date").shift(1).over(by_code),
+        previous_action_effective_date=pl.when(same_code_above).then(pl.col("action_effective_date").shift(1)),
     )
     frame = frame.with_columns(
-        opens_version=pl.col("attribute_hash").shift(1).over(by_code).is_null()
-        | (pl.col("attribute_hash") != pl.col("attribute_hash").shift(1).over(by_code)),
+        opens_version=same_code_above.not_().fill_null(True)
+        | (pl.col("attribute_hash") != pl.col("attribute_hash").shift(1)),
     ).with_columns(version_number=pl.col("opens_version").cast(pl.Int32).cum_sum().over(by_code))
 
     versions = frame.group_by("hcpcs_code", "version_number").agg(
