@@ -224,20 +224,28 @@ def _attach_continuations(records: pl.DataFrame) -> pl.DataFrame:
 
 
 def _join_descriptions(first: pl.DataFrame, continuations: pl.DataFrame) -> pl.DataFrame:
-    """Join the 80-character description slices of a code, right-trimmed, with single spaces."""
-    pieces = pl.concat(
-        [
-            first.select(owner_line=pl.col("line_number"), line_number="line_number", text="text"),
-            continuations.select(owner_line="owner_line", line_number="line_number", text="text"),
-        ]
-    ).with_columns(piece=pl.col("text").str.slice(11, 80).str.strip_chars_end())
-    return (
-        pieces.filter(pl.col("piece") != "")
+    """Join the 80-character description slices of a code, right-trimmed, with single spaces.
+
+    Only the continuation slices are grouped; about half the codes have none, and their
+    description is the first slice alone.
+    """
+    piece = pl.col("text").str.slice(11, 80).str.strip_chars_end()
+    tails = (
+        continuations.select("owner_line", "line_number", piece=piece)
+        .filter(pl.col("piece") != "")
         .sort("line_number")
         .group_by("owner_line", maintain_order=True)
-        .agg(long_description=pl.col("piece").str.join(" "))
-        .rename({"owner_line": "line_number"})
-        .with_columns(pl.col("long_description").str.strip_chars())
+        .agg(tail=pl.col("piece").str.join(" "))
+    )
+    return (
+        first.select("line_number", head=piece)
+        .join(tails, left_on="line_number", right_on="owner_line", how="left")
+        .select(
+            "line_number",
+            long_description=pl.concat_str(
+                [pl.when(pl.col("head") != "").then(pl.col("head")), "tail"], separator=" ", ignore_nulls=True
+            ).str.strip_chars(),
+        )
     )
 
 
