@@ -113,10 +113,16 @@ def run_child(
 
 
 def child_environment(**overrides: str) -> dict[str, str]:
-    """Return the current environment with the repository first on PYTHONPATH, plus `overrides`."""
+    """Return the current environment with the repository first on PYTHONPATH, plus `overrides`.
+
+    Child processes run whole builds and rebuilds as `make run` does, so they get its polars
+    allocator setting (HCPCS_BENCH_ALLOCATOR, set by `make bench`) as _RJEM_MALLOC_CONF.
+    """
     env = dict(os.environ)
     paths = [str(REPO_DIR)] + [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path]
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    if env.get("HCPCS_BENCH_ALLOCATOR"):
+        env["_RJEM_MALLOC_CONF"] = env["HCPCS_BENCH_ALLOCATOR"]
     env.update(overrides)
     return env
 

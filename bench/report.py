@@ -1,5 +1,6 @@
 """Targets checked against the measured results, and the markdown page docs/benchmarks.md written from them."""
 
+import os
 from functools import partial
 
 GB = 1e9  # the memory goal is in decimal gigabytes
@@ -145,6 +146,15 @@ def render(results: dict) -> str:
     add(f"- Measured: {machine['date']}, commit `{machine['commit'] or 'unknown'}`"
         + (" with local changes to the product code" if machine["product_code_modified"] else ""))
     add(f"- Command: `{results['command']}`")
+    allocator = os.environ.get("HCPCS_BENCH_ALLOCATOR")
+    add(
+        f"- polars allocator: whole builds and the synthetic rebuild run in child processes with "
+        f"`_RJEM_MALLOC_CONF={allocator}`, as `make run` runs refreshes; in-process stage timings use "
+        "jemalloc's defaults"
+        if allocator
+        else "- polars allocator: jemalloc defaults everywhere (`make bench` would set `_RJEM_MALLOC_CONF` for "
+        "whole builds and the synthetic rebuild, as `make run` does)"
+    )
     warmup = " (after one untimed warm-up run)" if settings["warmup"] else ""
     add(f"- Medians of {settings['stage_repeats']} runs for in-process stages{warmup} and "
         f"of {settings['repeats']} runs for whole builds and the synthetic workload; the whole benchmark took "

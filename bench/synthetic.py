@@ -246,14 +246,14 @@ def measure(input_dir: Path, repeats: int, profile_path: Path | None) -> dict:
     The input is read from Parquet, as the warehouse asset reads the staging folder, so the
     memory held before the timed work is the input data and not what generating it left behind.
     """
-    from hcpcs.history import build_code_versions, build_release_changes
+    from hcpcs.history import build_code_versions, build_release_changes, release_record_table
     from hcpcs.warehouse import WarehouseTables, write_warehouse
 
     start = time.perf_counter()
     records = pl.read_parquet(input_dir / "records.parquet")
     summaries = json.loads((input_dir / "releases.json").read_text())
     release_table, statements, rejects, differences, notes = warehouse_inputs(records, summaries)
-    records = records.sort("release_id", "hcpcs_code")
+    records = release_record_table(records, statements)
     statements_seconds = time.perf_counter() - start
 
     def build_tables(versions: pl.DataFrame, changes: pl.DataFrame) -> WarehouseTables:

@@ -38,6 +38,17 @@ def release_statements(records: pl.DataFrame, releases: pl.DataFrame) -> pl.Data
     return records.join(current, on="release_id", how="inner").sort("hcpcs_code", "release_effective_date")
 
 
+def release_record_table(records: pl.DataFrame, statements: pl.DataFrame) -> pl.DataFrame:
+    """Return the rows of hcpcs_release_record: the statements, then the records of superseded issues.
+
+    The statements already are a copy of the newest issues' records, sorted by code; reusing
+    their columns spares a second sorted copy of up to a million records.
+    """
+    current = statements["release_id"].unique().implode()
+    superseded = records.filter(~pl.col("release_id").is_in(current))
+    return pl.concat([statements.select(records.columns), superseded], rechunk=False)
+
+
 def build_code_versions(statements: pl.DataFrame) -> pl.DataFrame:
     """Group each code's statements into versions and give every version its validity interval.
 

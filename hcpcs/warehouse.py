@@ -16,7 +16,13 @@ import polars as pl
 from hcpcs import catalog
 from hcpcs.errors import HcpcsError, ReleaseCountDropError
 from hcpcs.locking import WarehouseLockedError, file_lock  # noqa: F401 - WarehouseLockedError is part of this API
-from hcpcs.history import build_code_versions, build_release_changes, latest_issues, release_statements
+from hcpcs.history import (
+    build_code_versions,
+    build_release_changes,
+    latest_issues,
+    release_record_table,
+    release_statements,
+)
 from hcpcs.lookups import load_code_table
 from hcpcs.stage import StagedRelease
 from schemas.records import ReleaseRecord
@@ -96,7 +102,7 @@ def assemble(
     notes = _processing_notes(kept)
     tables = WarehouseTables(
         releases=releases,
-        records=records.sort("release_id", "hcpcs_code"),
+        records=release_record_table(records, statements),
         versions=build_code_versions(statements),
         changes=build_release_changes(statements),
         rejects=pl.concat([item.rejects for item in kept]).select(list(catalog.REJECTED_COLUMNS))
