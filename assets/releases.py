@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.metadata import preview, table_metadata
 from hcpcs import catalog
+from hcpcs.releases import Release, discover_releases
 from hcpcs.stage import load_release, read_staged, write_staged
 from pipelines.resources import HcpcsSettings
 
@@ -13,9 +14,7 @@ hcpcs_release_partitions = dg.DynamicPartitionsDefinition(name="hcpcs_release")
 PIPELINE_VERSION = "1"
 
 
-def _find_release(settings: HcpcsSettings, release_id: str):
-    from hcpcs.releases import discover_releases
-
+def _find_release(settings: HcpcsSettings, release_id: str) -> Release:
     for release in discover_releases(settings.raw_path):
         if release.release_id == release_id:
             return release

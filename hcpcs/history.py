@@ -41,7 +41,7 @@ def release_statements(records: pl.DataFrame, releases: pl.DataFrame) -> pl.Data
 def release_record_table(records: pl.DataFrame, statements: pl.DataFrame) -> pl.DataFrame:
     """Return the rows of hcpcs_release_record: the statements, then the records of superseded issues.
 
-    The statements already are a copy of the newest issues' records, sorted by code; reusing
+    The statements already are a copy of the newest issues' records, sorted by code. Reusing
     their columns spares a second sorted copy of up to a million records.
     """
     current = statements["release_id"].unique().implode()
@@ -58,7 +58,7 @@ def build_code_versions(statements: pl.DataFrame) -> pl.DataFrame:
     """
     by_code = pl.col("hcpcs_code")
     # The frame is sorted by code, so the row above belongs to the same code unless the code
-    # changes there; a plain shift guarded by that test is much cheaper than a window.
+    # changes there. A plain shift guarded by that test is much cheaper than a window.
     same_code_above = by_code == by_code.shift(1)
     frame = statements.sort("hcpcs_code", "release_effective_date").with_columns(
         attribute_hash=pl.struct(list(BUSINESS_ATTRIBUTES)).hash(seed=0),

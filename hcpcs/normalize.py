@@ -113,7 +113,8 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 def _ordered_list(columns: tuple[str, ...]) -> pl.Expr:
     """Collect the non-blank values of a repeated CMS field, in CMS position order."""
     # Joining with a unit separator and splitting again is several times faster than
-    # list.eval(filter); the CMS fields are printable text, so the separator never occurs in them.
+    # list.eval(filter). The separator cannot occur inside a CMS field, because those are
+    # fixed-width slices of printable text.
     joined = pl.concat_str(
         [pl.when(pl.col(name) != "").then(pl.col(name)) for name in columns], separator="\x1f", ignore_nulls=True
     )
@@ -145,7 +146,7 @@ def normalize_records(valid: pl.DataFrame, release_id: str, source_file: str, so
     for name, raw_columns in layout.REPEATED_FIELDS.items():
         columns[name] = _ordered_list(raw_columns)
     # The text file wraps descriptions at 80 characters and leaves double blanks around some
-    # wraps; collapsing runs of whitespace makes both formats state the same description.
+    # wraps. Collapsing runs of whitespace makes both formats state the same description.
     for name in ("long_description", "short_description"):
         columns[name] = columns[name].str.replace_all(r"\s+", " ").str.strip_chars()
 

@@ -260,7 +260,7 @@ def _line_rejects(lines: pl.DataFrame, field: str, rule: str) -> pl.DataFrame:
 
 
 # Workbook dates arrive as text "20240101", as numbers (2025-OCT: C9088, E0716) or as date
-# cells; all become YYYYMMDD text so that both formats share one date parser.
+# cells. All become YYYYMMDD text, so both formats share one date parser.
 _NUMBER_TEXT = re.compile(r"^(\d+)\.0+$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00:00(?:\.0+)?)?$")
 

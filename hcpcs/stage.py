@@ -150,8 +150,8 @@ def _empty_notes() -> pl.DataFrame:
 def check_same_codes(primary: ReadResult, other: ReadResult) -> None:
     """Raise when the two formats of a release list different codes, which means one file is cut or wrong.
 
-    CMS's text file and workbook of one release list the same codes in every release seen;
-    a text file cut at a line boundary passes every other check but loses codes here.
+    CMS's text file and workbook of one release list the same codes in all of 2016-2020. A
+    text file cut at a line boundary passes every other check but loses codes here.
     """
     primary_codes = set(primary.records["hcpc"].to_list())
     other_codes = set(other.records["hcpc"].to_list())
@@ -214,7 +214,7 @@ def write_staged(staged: StagedRelease, staging_dir: Path, lock_timeout_seconds:
     """Write one release's staged files, replacing its earlier ones only once all are written.
 
     A lock per release keeps two runs from swapping the same folder at once. The old folder
-    is renamed aside before the new one takes its place; `_restore_retired` puts it back when
+    is renamed aside before the new one takes its place, and `_restore_retired` puts it back when
     a process was killed between the two renames.
     """
     staging_dir.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,8 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
         instance.add_dynamic_partitions(hcpcs_release_partitions.name, new)
 
     release_job, warehouse_job = _jobs(settings)
-    # Dagster's console logger prints every engine event, and a failed step with its stack
-    # trace; the command line prints one line per release and each error once instead. The
+    # Dagster's console logger prints every engine event and each failed step with its stack
+    # trace. The command line prints one line per release and each error once instead, and the
     # full event log stays in DAGSTER_HOME for the UI.
     run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("HCPCS_LOG_LEVEL", "CRITICAL")}}}}
     errors: list[str] = []
@@ -90,7 +90,7 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
 def _already_loaded(settings: HcpcsSettings, instance: dg.DagsterInstance, release: Release) -> bool:
     """Tell whether this instance already loaded the release from the same files with this pipeline version.
 
-    The asset makes the same test and keeps the staged records; skipping the run as well
+    The asset makes the same test and keeps the staged records. Skipping the run as well
     saves most of a refresh that adds one release to many.
     """
     materialized = instance.get_materialized_partitions(validated_hcpcs_release.key)

@@ -58,7 +58,7 @@ def test_only_documented_cms_defects_flagged(real_build):
     _, tables, _ = real_build
     flagged = tables.rejects.select("release_id", "hcpcs_code", "field", "value", "outcome").rows()
     # The 2018 annual text file shifts the ASC date of five codes two columns left over the
-    # missing group code YY (D20170401); both fields load as NULL.
+    # missing group code YY (D20170401), so both fields load as NULL.
     assert flagged == [
         (release, code, field, value, "field set to NULL")
         for code, date_text in [("C9488", "170401"), ("C9745", "170701"), ("C9746", "170701"),

@@ -33,7 +33,7 @@ PAGE_FIELDS = {
     "Action Effective Date": "strftime(action_effective_date, '%Y%m%d')",
     "Action Code": "action_code",
     "Action Code Description": "action_description",
-    # The page says Actual for a code in use; the warehouse says active.
+    # The page shows Actual for a code in use, where the warehouse shows active.
     "Status": "CASE code_status WHEN 'active' THEN 'Actual' ELSE code_status END",
 }
 
