@@ -112,8 +112,8 @@ _STAGE_ROWS = (
 )
 
 _FLOOR_ROWS = (
-    ("text_floor", "bare polars, text", "`pl.read_lines` of the decoded file, 48 × `str.slice`"),
-    ("workbook_floor", "bare fastexcel, workbook", "`read_excel(...).load_sheet(0, dtypes='string').to_polars()`"),
+    ("text_floor", "bare polars, text", "`text_as_utf8`, `pl.read_lines`, 48 × `str.slice`"),
+    ("workbook_floor", "bare fastexcel, workbook", "`pl.from_arrow(read_excel(...).load_sheet(0, dtypes='string', eager=True))`"),
     ("pandas_read_fwf", "pandas `read_fwf`, text", "colspecs from `hcpcs.layout.FIELDS`, first records, descriptions joined"),
     ("openpyxl_read", "openpyxl, workbook", "`read_only=True`, one `iter_rows` pass, dates as YYYYMMDD, continuation rows joined"),
     ("pandas_release_by_release", "per-release SCD2 merge, pandas", "close changed, extend unchanged, open new; one release at a time"),

@@ -2,10 +2,14 @@
 
 from datetime import date, datetime
 
+import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hcpcs.errors import ReleaseFileError
-from hcpcs.readers import read_anweb_text, read_anweb_workbook
+from hcpcs.normalize import _collapse_whitespace
+from hcpcs.readers import read_anweb_text, read_anweb_workbook, text_as_utf8
 from tests.cms_files import continuation_record, first_record, workbook_row, write_text, write_workbook
 
 DISCLAIMERS_2018 = [
@@ -111,6 +115,39 @@ def test_text_undefined_cp1252_byte_names_line(tmp_path):
         read_anweb_text(path.read_bytes(), path.name)
 
 
+CP1252_BYTES = [byte for byte in range(256) if byte not in (0x00, 0x81, 0x8D, 0x8F, 0x90, 0x9D)]
+
+
+@given(st.lists(st.sampled_from(CP1252_BYTES), max_size=200))
+def test_text_as_utf8_matches_full_decode(values):
+    # The rewritten bytes are themselves high bytes (0x92 becomes E2 80 99, and 0xE2 is "a" with
+    # a circumflex), so a rewrite that ran byte value by byte value would corrupt earlier ones.
+    data = bytes(values)
+    assert text_as_utf8(data, "x.txt") == data.decode("cp1252").encode("utf-8")
+
+
+def test_text_as_utf8_many_high_bytes_and_bom():
+    data = "’âé".encode("cp1252") * 5000
+    assert text_as_utf8(data, "x.txt") == data.decode("cp1252").encode("utf-8")
+    assert text_as_utf8(b"\xef\xbb\xbfA0021 \xe2\x80\x99", "x.txt") == "A0021 ’".encode("utf-8")
+
+
+def test_text_lines_split_on_lf_only(tmp_path):
+    # Only LF ends a line, so a CR or a form feed inside a line stays part of it.
+    path = tmp_path / "HCPC2024_JAN_ANWEB.txt"
+    path.write_bytes(b"Note\rwith CR\x0cand FF\r\n\r\n" + first_record("A0021").encode() + b"\r\n")
+    result = read_anweb_text(path.read_bytes(), path.name)
+    assert result.lines_read == 3
+    assert result.header_lines == 2
+    assert result.records["line_number"].to_list() == [3]
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("ab .\t\n\r\x0b\x0c\x1f\x85\xa0\u2003\u3000"), max_size=12), max_size=20))
+def test_collapse_whitespace_matches_regex(values):
+    series = pl.Series(values, dtype=pl.String)
+    assert _collapse_whitespace(series).to_list() == series.str.replace_all(r"\s+", " ").to_list()
+
+
 def test_text_truncated_record_is_file_error(tmp_path):
     cut = first_record("A0080")[:150]
     with pytest.raises(ReleaseFileError, match="cut short") as error:
@@ -171,6 +208,16 @@ def test_workbook_numeric_cells_become_text(tmp_path):
     assert second["add_dt"] == "20220101"
     assert second["term_dt"] == "20250930"
     assert second["anest_bu"] == "0"
+
+
+def test_workbook_number_text_rewritten_outside_descriptions(tmp_path):
+    rows = [workbook_row("A0021", "Version 2.0", anest_bu="5.00", act_eff_dt="20240101.0 "),
+            workbook_row("A0080", "10.0")]
+    result = read_workbook(write_workbook(tmp_path / "anweb.xlsx", rows))
+    first, second = result.records.rows(named=True)
+    assert (first["anest_bu"], first["act_eff_dt"]) == ("5", "20240101")
+    assert (first["long_description"], second["long_description"]) == ("Version 2.0", "10.0")
+    assert second["short_description"] == "10.0"
 
 
 def test_workbook_date_cells_become_yyyymmdd(tmp_path):
