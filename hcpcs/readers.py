@@ -113,13 +113,15 @@ def text_as_utf8(data: bytes, source_file: str) -> bytes:
     positions = sorted(
         position for byte in distinct for position in _positions(data, bytes((byte,)))
     )
+    # Slices of a memoryview share the file's bytes, where slices of bytes would copy them.
+    view = memoryview(data)
     pieces = []
     start = 0
     for position in positions:
-        pieces.append(data[start:position])
+        pieces.append(view[start:position])
         pieces.append(_CP1252_TO_UTF8[data[position]])
         start = position + 1
-    pieces.append(data[start:])
+    pieces.append(view[start:])
     return b"".join(pieces)
 
 
@@ -128,6 +130,16 @@ def _positions(data: bytes, byte: bytes):
     while position != -1:
         yield position
         position = data.find(byte, position + 1)
+
+
+# Each field of a first record as its trimmed slice. The long description is joined from the
+# continuation records and filled in afterwards.
+_TEXT_FIELD_SLICES = tuple(
+    pl.col("text").str.slice(field.start, field.end - field.start).str.strip_chars().alias(field.name)
+    if field.name != "long_description"
+    else pl.lit(None, pl.String).alias(field.name)
+    for field in layout.FIELDS
+)
 
 
 def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
@@ -177,22 +189,15 @@ def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
     orphans = records.filter(pl.col("owner_line").is_null())
     first = owned.filter(pl.col("recid").is_in(layout.FIRST_RECORD_IDS))
 
-    # A first record and its continuations are adjacent, so grouping by owner in order of
-    # appearance gives one group per first record, in the order of `first`.
+    # A first record and its continuations are adjacent, so owner_line ascends and grouping
+    # by it in order of appearance gives one group per first record, in the order of `first`.
     piece = text.str.slice(11, 80).str.strip_chars_end()
-    groups = owned.group_by("owner_line", maintain_order=True).agg(
-        pieces=pl.when(piece != "").then(piece),
-        continuation_lines=(pl.len() - 1).cast(pl.Int64),
+    groups = (
+        owned.select(pl.col("owner_line").set_sorted(), piece=pl.when(piece != "").then(piece))
+        .group_by("owner_line", maintain_order=True)
+        .agg(pieces="piece", continuation_lines=(pl.len() - 1).cast(pl.Int64))
     )
-    parsed = first.select(
-        "line_number",
-        *[
-            text.str.slice(field.start, field.end - field.start).str.strip_chars().alias(field.name)
-            if field.name != "long_description"
-            else pl.lit(None, pl.String).alias(field.name)
-            for field in layout.FIELDS
-        ],
-    ).with_columns(
+    parsed = first.select("line_number", *_TEXT_FIELD_SLICES).with_columns(
         long_description=groups["pieces"].list.join(" ").str.strip_chars(),
         continuation_lines=groups["continuation_lines"],
     )
