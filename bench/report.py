@@ -272,10 +272,36 @@ def _render_profiles(results: dict, add) -> None:
         shown.add(key)
         add(f"**{target['target']}** ({target['measured']}, goal {target['goal']}):")
         add("")
+        bound = _floor_bound(results, target["key"])
+        if bound:
+            add(f"- {bound}")
         for line in profiles.get(key, ["profile not run"]):
             # Lines indented by two spaces belong under the line before them.
             add(f"  - {line.strip()}" if line.startswith("  ") else f"- {line}")
         add("")
+
+
+# Speed-up targets over a common baseline, with the floor that bounds them: (baseline, floor, ours).
+_FLOOR_BOUNDS = {
+    "text_vs_pandas": ("pandas_read_fwf", "text_floor", "read_text"),
+    "workbook_vs_openpyxl": ("openpyxl_read", "workbook_floor", "read_workbook"),
+}
+
+
+def _floor_bound(results: dict, key: str) -> str | None:
+    """Describe how far the floor itself is ahead of the baseline, and what that leaves the project function."""
+    if key not in _FLOOR_BOUNDS:
+        return None
+    baseline_name, floor_name, ours_name = _FLOOR_BOUNDS[key]
+    timings = results["stages"]["timings"]
+    if any(name not in timings for name in _FLOOR_BOUNDS[key]):
+        return None
+    baseline, floor, ours = (timings[name]["median"] for name in _FLOOR_BOUNDS[key])
+    return (
+        f"Bound: the floor (`{floor_name}`) is itself {baseline / floor:.1f}× faster than `{baseline_name}`, "
+        f"so a 10× speed-up leaves `{ours_name}` at most {baseline / 10 / floor:.2f}× the floor's time "
+        f"({format_seconds(baseline / 10)}); it takes {ours / floor:.2f}× ({format_seconds(ours)})."
+    )
 
 
 def _render_stages(results: dict, add) -> None:

@@ -18,6 +18,7 @@ from hcpcs.errors import ReleaseFileError
 # A first record of a procedure code (A0021) or of a right-aligned modifier ("   A1"),
 # then a 5-digit sequence number and the record id.
 _STRICT_RECORD = r"^(?:[A-Z][0-9]{4}|   [A-Z0-9]{2})[0-9]{5}[3478]"
+_STRICT_RECORD_MATCH = re.compile(_STRICT_RECORD).match
 # Any line shaped like a record, checked in detail by the record schema afterwards.
 _LOOSE_RECORD = r"^.{5}[0-9 ]{5}[3478]"
 _MIN_FIRST_RECORD_LENGTH = 293  # through the action code; the filler after it may be trimmed
@@ -161,19 +162,14 @@ def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
     frame = lines.with_columns(
         pl.col("line_number").cast(pl.Int64),
         shaped=text.str.contains(_LOOSE_RECORD),
-        blank=text.str.strip_chars() == "",
+        blank=~text.str.contains(r"\S"),
         length=text.str.len_chars(),
         recid=text.str.slice(10, 1),
         hcpc_raw=text.str.slice(0, 5),
     )
     shaped_rows = frame["shaped"].arg_true()
-    if shaped_rows.is_empty() or not frame["text"].gather(shaped_rows).str.contains(_STRICT_RECORD).any():
-        raise ReleaseFileError(
-            source_file,
-            f"no HCPCS record found in {lines.height} lines (a record has the code in columns 1-5 and "
-            "record id 3, 4, 7 or 8 in column 11)",
-            "Check that this is the ANWEB data file of the release and not a README, NOC list or report.",
-        )
+    if shaped_rows.is_empty():
+        raise _no_record_error(source_file, lines.height)
     # Disclaimer lines come before the first record in some years (2018-2020); they are
     # counted as header lines and never parsed. The data starts at the first line shaped like
     # a record, so that a damaged record at the top is rejected instead of passing as a header.
@@ -182,6 +178,10 @@ def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
     body = body.filter(~pl.col("blank"))
     not_records = body.filter(~pl.col("shaped"))
     records = body.filter(pl.col("shaped"))
+    # The first record line nearly always passes the strict pattern, so the scan of every
+    # record runs only when it fails.
+    if not _STRICT_RECORD_MATCH(records["text"][0]) and not records["text"].str.contains(_STRICT_RECORD).any():
+        raise _no_record_error(source_file, lines.height)
     _check_record_lengths(records, source_file)
 
     records = _attach_continuations(records)
@@ -220,6 +220,15 @@ def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
         lines_read=lines.height,
         header_lines=header_lines,
         continuation_lines=owned.height - first.height,
+    )
+
+
+def _no_record_error(source_file: str, line_count: int) -> ReleaseFileError:
+    return ReleaseFileError(
+        source_file,
+        f"no HCPCS record found in {line_count} lines (a record has the code in columns 1-5 and "
+        "record id 3, 4, 7 or 8 in column 11)",
+        "Check that this is the ANWEB data file of the release and not a README, NOC list or report.",
     )
 
 
@@ -329,21 +338,34 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
     header_index = _find_header_row(frame, source_file)
     _check_headers(frame.row(header_index), header_index + 1, source_file)
 
-    # The rewriting expressions run only on the columns that need them: a number written as
-    # text ("20240101.0") ends in "." and zeros, and an ISO date has a "-". Descriptions are
-    # free text, where "1.0" stays as CMS wrote it.
+    # A column with no cell below the header becomes blank text without being read.
     body = frame.slice(header_index + 1)
-    needs = body.select(
-        pl.all().exclude(_FREE_TEXT_FIELDS).str.contains(r"\.0+\s*$").any().name.suffix(".number"),
-        pl.col(layout.DATE_FIELDS).str.contains("-", literal=True).any().name.suffix(".date"),
-    ).row(0, named=True)
+    null_counts = body.null_count().row(0, named=True)
+    filled = [name for name in layout.RAW_COLUMNS if null_counts[name] < body.height]
+    # The rewrites run only on columns that need them: number text ("20240101.0") ends in "."
+    # and zeros, and an ISO date has a "-". Descriptions are free text, where "1.0" stays.
+    checks = [
+        *(
+            pl.col(name).str.contains(r"\.0+\s*$").any().alias(f"{name}.number")
+            for name in filled
+            if name not in _FREE_TEXT_FIELDS
+        ),
+        *(
+            pl.col(name).str.contains("-", literal=True).any().alias(f"{name}.date")
+            for name in filled
+            if name in layout.DATE_FIELDS
+        ),
+    ]
+    needs = body.select(checks).row(0, named=True) if checks else {}
     body = body.with_columns(
         _normalize_cell(pl.col(name), needs.get(f"{name}.date", False), needs.get(f"{name}.number", False))
+        if name in filled
+        else pl.lit("", pl.String).alias(name)
         for name in layout.RAW_COLUMNS
     )
     body = body.with_columns(
         line_number=pl.int_range(header_index + 2, header_index + 2 + body.height, dtype=pl.Int64),
-        blank=pl.sum_horizontal(pl.col(layout.RAW_COLUMNS).str.len_bytes()) == 0,
+        blank=pl.sum_horizontal(pl.col(filled).str.len_bytes()) == 0 if filled else pl.lit(True),
     )
     empty_rows = body["blank"].sum()
     body = body.filter(~pl.col("blank")).drop("blank")
