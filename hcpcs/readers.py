@@ -6,6 +6,7 @@ records. They account for every input line as a first record, a continuation rec
 header line, or a rejected line.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from hcpcs.errors import ReleaseFileError
 # then a 5-digit sequence number and the record id.
 _STRICT_RECORD = r"^(?:[A-Z][0-9]{4}|   [A-Z0-9]{2})[0-9]{5}[3478]"
 _STRICT_RECORD_MATCH = re.compile(_STRICT_RECORD).match
+_IS_FIRST_RECORD = (pl.col("recid") == layout.PROCEDURE_FIRST) | (pl.col("recid") == layout.MODIFIER_FIRST)
 # Any line shaped like a record, checked in detail by the record schema afterwards.
 _LOOSE_RECORD = r"^.{5}[0-9 ]{5}[3478]"
 _MIN_FIRST_RECORD_LENGTH = 293  # through the action code; the filler after it may be trimmed
@@ -187,7 +189,7 @@ def read_anweb_text(data: bytes, source_file: str) -> ReadResult:
     records = _attach_continuations(records)
     owned = records.filter(pl.col("owner_line").is_not_null())
     orphans = records.filter(pl.col("owner_line").is_null())
-    first = owned.filter(pl.col("recid").is_in(layout.FIRST_RECORD_IDS))
+    first = owned.filter(_IS_FIRST_RECORD)
 
     # A first record and its continuations are adjacent, so owner_line ascends and grouping
     # by it in order of appearance gives one group per first record, in the order of `first`.
@@ -234,8 +236,7 @@ def _no_record_error(source_file: str, line_count: int) -> ReleaseFileError:
 
 def _check_record_lengths(records: pl.DataFrame, source_file: str) -> None:
     """Raise on a first record cut short or a record longer than the layout: the file is damaged."""
-    is_first = pl.col("recid").is_in(layout.FIRST_RECORD_IDS)
-    short = is_first & (pl.col("length") < _MIN_FIRST_RECORD_LENGTH)
+    short = _IS_FIRST_RECORD & (pl.col("length") < _MIN_FIRST_RECORD_LENGTH)
     long = pl.col("length") > layout.RECORD_LENGTH
     found = records.select(short=short.any(), long=long.any()).row(0, named=True)
     if found["short"]:
@@ -268,7 +269,7 @@ def _attach_continuations(records: pl.DataFrame) -> pl.DataFrame:
     other continuation is an orphan, with a null owner.
     """
     recid = pl.col("recid")
-    is_first = (recid == layout.PROCEDURE_FIRST) | (recid == layout.MODIFIER_FIRST)
+    is_first = _IS_FIRST_RECORD
 
     def from_first_above(name: str) -> pl.Expr:
         return pl.when(is_first).then(pl.col(name)).forward_fill()
@@ -301,6 +302,14 @@ def _line_rejects(lines: pl.DataFrame, field: str, rule: str) -> pl.DataFrame:
 _NUMBER_TEXT = re.compile(r"^(\d+)\.0+$")
 _FREE_TEXT_FIELDS = ("long_description", "short_description")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00:00(?:\.0+)?)?$")
+
+
+@functools.cache
+def _cell_expression(name: str, filled: bool, may_hold_iso_date: bool, may_hold_number_text: bool) -> pl.Expr:
+    """Build the clean-up of one workbook column, once per kind: polars expressions are immutable."""
+    if not filled:
+        return pl.lit("", pl.String).alias(name)
+    return _normalize_cell(pl.col(name), may_hold_iso_date, may_hold_number_text)
 
 
 def _normalize_cell(column: pl.Expr, may_hold_iso_date: bool, may_hold_number_text: bool) -> pl.Expr:
@@ -358,9 +367,7 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
     ]
     needs = body.select(checks).row(0, named=True) if checks else {}
     body = body.with_columns(
-        _normalize_cell(pl.col(name), needs.get(f"{name}.date", False), needs.get(f"{name}.number", False))
-        if name in filled
-        else pl.lit("", pl.String).alias(name)
+        _cell_expression(name, name in filled, needs.get(f"{name}.date", False), needs.get(f"{name}.number", False))
         for name in layout.RAW_COLUMNS
     )
     body = body.with_columns(
@@ -388,7 +395,7 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
     )
     owned = body.filter(pl.col("owner_line").is_not_null())
     not_owned = body.filter(pl.col("owner_line").is_null())
-    first = owned.filter(pl.col("recid").is_in(layout.FIRST_RECORD_IDS))
+    first = owned.filter(_IS_FIRST_RECORD)
 
     # CMS cuts a long description at about 1,000 characters per workbook cell and moves the
     # rest (G0503 in 2019-2023) to a row with record id 4 under the first row. As in the text
@@ -423,15 +430,16 @@ def read_anweb_workbook(data: bytes, source_file: str) -> ReadResult:
 
 def _find_header_row(frame: pl.DataFrame, source_file: str) -> int:
     """Return the 0-based index of the row whose first cell is HCPC (row 1, 8 or 11 in real files)."""
-    first_cells = frame["hcpc"].fill_null("").str.strip_chars().str.to_uppercase()
-    matches = first_cells.eq("HCPC").arg_true()
-    if matches.is_empty():
-        raise ReleaseFileError(
-            source_file,
-            "no header row with HCPC in column A found in the first sheet",
-            "Check that this is the ANWEB workbook of the release; its header row starts with HCPC, SEQNUM, RECID.",
-        )
-    return int(matches[0])
+    # The header is near the top, so the first rows are searched before the whole column.
+    for cells in (frame["hcpc"].head(50), frame["hcpc"]):
+        matches = cells.fill_null("").str.strip_chars().str.to_uppercase().eq("HCPC").arg_true()
+        if not matches.is_empty():
+            return int(matches[0])
+    raise ReleaseFileError(
+        source_file,
+        "no header row with HCPC in column A found in the first sheet",
+        "Check that this is the ANWEB workbook of the release; its header row starts with HCPC, SEQNUM, RECID.",
+    )
 
 
 def _check_headers(header_row: tuple, row_number: int, source_file: str) -> None:
