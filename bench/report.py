@@ -1,6 +1,5 @@
 """Targets checked against the measured results, and the markdown page docs/benchmarks.md written from them."""
 
-import os
 from functools import partial
 
 GB = 1e9  # the memory goal is in decimal gigabytes
@@ -140,13 +139,19 @@ def render(results: dict) -> str:
     add("")
     add("Wall-clock timings of the pipeline on the real CMS releases and on a synthetic workload, next to the")
     add("fastest bare-library floor and to the code a user would commonly write instead. Every number on this")
-    add("page comes from one run of `bench/run.py`; run `make bench` to measure again and rewrite the page")
-    add("(the pandas and openpyxl baselines need the bench extras: `.venv/bin/pip install -e '.[bench]'`).")
+    add("page comes from one run of `bench/run.py`.")
+    add("")
+    add("To measure again, run `make bench` (about 4 minutes). It installs the bench extras (pandas and")
+    add("openpyxl for the baselines), sets the allocator setting that `make run` uses, reads the releases in")
+    add("`../shared/data/hcpcs/raw` (`--raw-dir` for another folder; `HCPCS_RAW_DIR` is not read), and")
+    add("rewrites this page and `bench/results/latest.json`. For other options run")
+    add("`.venv/bin/python bench/run.py --help`: `--quick` is a smoke run whose numbers are not")
+    add("comparable, and `--no-write` prints the page instead of writing it.")
     add("")
     add(f"- Measured: {machine['date']}, commit `{machine['commit'] or 'unknown'}`"
         + (" with local changes to the product code" if machine["product_code_modified"] else ""))
     add(f"- Command: `{results['command']}`")
-    allocator = os.environ.get("HCPCS_BENCH_ALLOCATOR")
+    allocator = settings.get("allocator")
     add(
         f"- polars allocator: whole builds and the synthetic rebuild run in child processes with "
         f"`_RJEM_MALLOC_CONF={allocator}`, as `make run` runs refreshes; in-process stage timings use "

@@ -8,6 +8,7 @@ and writes the page. The raw JSON goes to bench/results/latest.json.
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "raw_dir_name": args.raw_dir.name,
             "build_releases": args.build_releases,
             "added_release": args.added_release,
+            "allocator": os.environ.get("HCPCS_BENCH_ALLOCATOR"),
         },
     }
 

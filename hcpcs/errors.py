@@ -38,6 +38,10 @@ class ReleaseFileError(HcpcsError):
         super().__init__(f"{location}: {problem}.{detail} {action}")
 
 
+class SettingError(HcpcsError):
+    """An environment variable of the pipeline set to a value it cannot use."""
+
+
 class RawFolderError(HcpcsError):
     """The raw folder is missing, empty, or holds something that is not a CMS release."""
 

@@ -15,7 +15,7 @@ import dagster as dg
 
 from assets.releases import PIPELINE_VERSION, hcpcs_release_files, hcpcs_release_partitions, validated_hcpcs_release
 from assets.warehouse import hcpcs_warehouse
-from hcpcs.errors import HcpcsError
+from hcpcs.errors import HcpcsError, SettingError
 from hcpcs.releases import Release, discover_releases
 from hcpcs.stage import read_staged
 from pipelines.resources import HcpcsSettings, settings_from_environment
@@ -52,7 +52,7 @@ def build(settings: HcpcsSettings, instance: dg.DagsterInstance) -> list[str]:
     # Dagster's console logger prints every engine event and each failed step with its stack
     # trace. The command line prints one line per release and each error once instead, and the
     # full event log stays in DAGSTER_HOME for the UI.
-    run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("HCPCS_LOG_LEVEL", "CRITICAL")}}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": _log_level()}}}}
     errors: list[str] = []
     for release in releases:
         if _already_loaded(settings, instance, release):
@@ -133,9 +133,24 @@ def _failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
     return messages
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level() -> str:
+    """Return HCPCS_LOG_LEVEL in capitals, CRITICAL when unset, raising SettingError for an unknown level."""
+    level = (os.environ.get("HCPCS_LOG_LEVEL") or "CRITICAL").upper()
+    if level not in LOG_LEVELS:
+        raise SettingError(
+            f"invalid HCPCS_LOG_LEVEL {os.environ['HCPCS_LOG_LEVEL']!r}: it must be one of {', '.join(LOG_LEVELS)}. "
+            "Change it, or unset it for the default CRITICAL."
+        )
+    return level
+
+
 def main() -> int:
-    settings = settings_from_environment()
     try:
+        settings = settings_from_environment()
+        _log_level()
         errors = build(settings, _instance())
     except HcpcsError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,11 +1,13 @@
 """Settings of the pipeline, as a Dagster resource with working defaults."""
 
+import math
 import os
 from pathlib import Path
 
 import dagster as dg
 
 from hcpcs.download import DEFAULT_BASE_URL, DEFAULT_FILE_PATTERN
+from hcpcs.errors import SettingError
 from hcpcs.warehouse import DEFAULT_LOCK_TIMEOUT_SECONDS, DEFAULT_MAX_CODE_DROP
 
 DEFAULT_RAW_DIR = "data/raw"
@@ -46,8 +48,27 @@ def settings_from_environment() -> HcpcsSettings:
     return HcpcsSettings(
         raw_dir=os.environ.get("HCPCS_RAW_DIR") or DEFAULT_RAW_DIR,
         warehouse_path=os.environ.get("HCPCS_WAREHOUSE") or DEFAULT_WAREHOUSE,
-        max_code_drop=float(os.environ.get("HCPCS_MAX_CODE_DROP") or DEFAULT_MAX_CODE_DROP),
-        lock_timeout_seconds=float(os.environ.get("HCPCS_LOCK_TIMEOUT") or DEFAULT_LOCK_TIMEOUT_SECONDS),
+        max_code_drop=_number_setting("HCPCS_MAX_CODE_DROP", DEFAULT_MAX_CODE_DROP, "a fraction from 0 to 1", 0, 1),
+        lock_timeout_seconds=_number_setting(
+            "HCPCS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_SECONDS, "a number of seconds, 0 or more", 0, None
+        ),
         download_base_url=os.environ.get("HCPCS_DOWNLOAD_BASE_URL") or DEFAULT_BASE_URL,
         download_file_pattern=os.environ.get("HCPCS_DOWNLOAD_PATTERN") or DEFAULT_FILE_PATTERN,
     )
+
+
+def _number_setting(name: str, default: float, meaning: str, low: float, high: float | None) -> float:
+    """Read a numeric environment variable, raising SettingError that names it when its value is not usable."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # NaN fails both comparisons, so text that is not a number is out of range too.
+    if not (low <= value and (high is None or value <= high)):
+        raise SettingError(
+            f"invalid {name} {text!r}: it must be {meaning}. Change it, or unset it for the default {default:g}."
+        )
+    return value

@@ -304,3 +304,39 @@ def test_build_module_without_releases(raw_folder_state: str, tmp_path: Path) ->
     assert "HCPCS_RAW_DIR" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not warehouse.exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("HCPCS_MAX_CODE_DROP", "abc", "invalid HCPCS_MAX_CODE_DROP 'abc': it must be a fraction from 0 to 1"),
+        ("HCPCS_MAX_CODE_DROP", "1.5", "invalid HCPCS_MAX_CODE_DROP '1.5': it must be a fraction from 0 to 1"),
+        ("HCPCS_LOCK_TIMEOUT", "-3", "invalid HCPCS_LOCK_TIMEOUT '-3': it must be a number of seconds, 0 or more"),
+        ("HCPCS_LOG_LEVEL", "LOUD", "invalid HCPCS_LOG_LEVEL 'LOUD': it must be one of DEBUG, INFO, WARNING"),
+    ],
+)
+def test_build_module_bad_setting(fixture_raw_dir: Path, tmp_path: Path, setting: str, value: str,
+                                  expected: str) -> None:
+    warehouse = tmp_path / "warehouse" / "hcpcs.duckdb"
+    env = command_env(fixture_raw_dir, warehouse, make_dagster_home(tmp_path / "dagster_home"))
+    env[setting] = value
+
+    result = run_command([sys.executable, "-m", "pipelines.build"], env)
+
+    assert result.returncode == 2, describe(result)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {expected}"), result.stderr
+    assert "unset it for the default" in result.stderr
+    assert not warehouse.exists()
+
+
+def test_build_module_log_level_any_case(fixture_raw_dir: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse" / "hcpcs.duckdb"
+    env = command_env(fixture_raw_dir, warehouse, make_dagster_home(tmp_path / "dagster_home"))
+    env["HCPCS_LOG_LEVEL"] = "warning"
+
+    result = run_command([sys.executable, "-m", "pipelines.build"], env)
+
+    assert result.returncode == 0, describe(result)
+    assert warehouse.exists()
