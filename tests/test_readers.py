@@ -89,6 +89,21 @@ def test_text_decodes_cp1252_disclaimer(tmp_path):
     assert result.records.height == 1
 
 
+def test_text_cp1252_characters_keep_field_positions(tmp_path):
+    # Each Windows-1252 character is one byte in the file and two or three in UTF-8, so the
+    # fields after it must still be cut by character.
+    result = read_text(tmp_path, [first_record("A0021", "Patient\u2019s caf\u00e9 \u2013 test", cov="I",
+                                               betos="Z2", action_cd="N"),
+                                  continuation_record("A0021", "na\u00efve \u201cquoted\u201d")])
+    row = result.records.row(0, named=True)
+    assert row["long_description"] == "Patient\u2019s caf\u00e9 \u2013 test na\u00efve \u201cquoted\u201d"
+    assert row["short_description"] == "Patient\u2019s caf\u00e9 \u2013 test"
+    assert row["cov"] == "I"
+    assert row["betos"] == "Z2"
+    assert row["action_cd"] == "N"
+    assert row["continuation_lines"] == 1
+
+
 def test_text_trailing_blank_line_counted(tmp_path):
     result = read_text(tmp_path, [first_record("A0021"), ""])
     assert result.lines_read == 2
