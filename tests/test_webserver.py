@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tools.processes import stop_process_group
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 WEBSERVER = Path(sys.executable).with_name("dagster-webserver")
@@ -134,22 +135,6 @@ def wait_until_loaded(server: Webserver, process: subprocess.Popen) -> None:
     )
 
 
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop the server and the code server it started: SIGTERM to its process group, then SIGKILL."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
-    # The code server is a child in the same group and can outlive the webserver.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
-
-
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
     """A dagster-webserver on a free port of 127.0.0.1, with its own DAGSTER_HOME and data paths."""
@@ -180,7 +165,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
         wait_until_loaded(server, process)
         yield server
     finally:
-        stop_process_group(process)
+        stop_process_group(process, SERVER_STOP_TIMEOUT_SECONDS)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -37,6 +36,7 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_DIR))
 
 from pipelines.resources import settings_from_environment  # noqa: E402
+from tools.processes import stop_process_group  # noqa: E402
 
 DEFAULT_OUTPUT = REPO_DIR / "docs" / "images" / "asset-graph.png"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -203,21 +203,6 @@ def expanded_group_ids(url: str) -> list[str]:
     return ids
 
 
-def stop_process_group(process: subprocess.Popen) -> None:
-    """Stop the webserver and the code server it started, which share its process group."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
-
-
 def take_screenshot(chromium: str, page_url: str, output: Path, window_size: str, profile_dir: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.unlink(missing_ok=True)
@@ -288,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Opening {page_url} in {chromium}", flush=True)
                 take_screenshot(chromium, page_url, output, args.window_size, scratch_dir / "chromium-profile")
             finally:
-                stop_process_group(process)
+                stop_process_group(process, SERVER_STOP_TIMEOUT_SECONDS)
                 print("Stopped dagster-webserver", flush=True)
     except ScreenshotError as error:
         print(f"error: {error}", file=sys.stderr)
