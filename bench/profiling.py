@@ -35,7 +35,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 def _label(function: tuple[str, int, str]) -> str:
-    """`hcpcs/readers.py:101 text_as_utf8` for project code, `polars/dataframe/frame.py select` for libraries."""
+    """`hcpcs/readers.py:102 text_as_utf8` for project code, `polars/dataframe/frame.py select` for libraries."""
     filename, line, name = function
     if filename == "~":
         return name.strip("<>{}").replace("built-in method ", "").replace("method ", "")
@@ -68,7 +68,7 @@ def project_hotspots(stats: pstats.Stats, runs: int, top: int = 5, callees: int 
     """Rank project functions by the time spent in them and in the library calls they make directly.
 
     A function's time here is its cumulative time minus the time of the project functions it
-    calls, so a helper such as `text_as_utf8` is charged for its `bytes.translate` call and its
+    calls, so a helper such as `text_as_utf8` is charged for its own `bytes` method calls and its
     caller is not charged again. Shares are of the total profiled time.
     """
     table = stats.stats  # {function: (primitive calls, calls, self time, cumulative time, callers)}

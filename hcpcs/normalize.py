@@ -168,8 +168,8 @@ _WHITESPACE_RUN_MARKS = [
 def _collapse_whitespace(values: pl.Series) -> pl.Series:
     """Replace each run of whitespace by one space, rewriting only the values that have a run.
 
-    About one description in a hundred has one; a regular expression over every value costs
-    most of `normalize_records`.
+    About one description in a hundred has such a run. A regular expression over every value
+    took more than half of `normalize_records` on the 2019 file.
     """
     rows = values.str.contains_any(_WHITESPACE_RUN_MARKS).arg_true()
     if rows.is_empty():

@@ -313,7 +313,10 @@ _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00:00(?:\.0+)?)?$")
 
 @functools.cache
 def _cell_expression(name: str, filled: bool, may_hold_iso_date: bool, may_hold_number_text: bool) -> pl.Expr:
-    """Build the clean-up of one workbook column, once per kind: polars expressions are immutable."""
+    """Return the clean-up of one workbook column, built once per set of arguments.
+
+    Reusing the expression is safe because polars expressions are immutable.
+    """
     if not filled:
         return pl.lit("", pl.String).alias(name)
     return _normalize_cell(pl.col(name), may_hold_iso_date, may_hold_number_text)

@@ -200,7 +200,8 @@ def test_workbook_header_in_first_row(tmp_path):
     assert result.header_lines == 1
 
 
-@pytest.mark.parametrize("disclaimer_rows", [7, 10], ids=["header-row-8", "header-row-11"])
+# Row 61 is past the first rows that the reader searches before the whole column.
+@pytest.mark.parametrize("disclaimer_rows", [7, 10, 60], ids=["header-row-8", "header-row-11", "header-row-61"])
 def test_workbook_header_found_below_disclaimers(tmp_path, disclaimer_rows):
     disclaimers = ["***Disclaimers"] + [""] * (disclaimer_rows - 1)
     path = write_workbook(tmp_path / "anweb.xlsx", [workbook_row("A0021")], disclaimers=disclaimers)
